@@ -1,0 +1,41 @@
+"""Process-wide settings, parsed once at start-up and passed down.
+
+Nothing reads the environment at import time: the CLI (or a test) calls
+:meth:`Settings.from_env` once and hands the result to whatever needs it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+#: Where the operator mounts a PersistentVolumeClaim named ``<claim>`` inside pods:
+#: ``pvc://<claim>/<path>`` resolves to ``<PVC_MOUNT_ROOT>/<claim>/<path>``.
+PVC_MOUNT_ROOT = Path("/mnt/pvc")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Locations loraland reads and writes outside the working directory."""
+
+    cache_dir: Path
+    pvc_root: Path = PVC_MOUNT_ROOT
+    hf_offline: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        cache = env.get("LORALAND_CACHE") or platformdirs.user_cache_dir("loraland")
+        return cls(
+            cache_dir=Path(cache).expanduser().absolute(),
+            pvc_root=Path(env.get("LORALAND_PVC_ROOT", str(PVC_MOUNT_ROOT))),
+            hf_offline=env.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"},
+        )
+
+    @property
+    def models_dir(self) -> Path:
+        return self.cache_dir / "models"
