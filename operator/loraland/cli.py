@@ -1,0 +1,93 @@
+"""The ``loraland`` command line.
+
+Each area keeps its commands in its own module (``loraland.<area>.commands``) and this
+file only assembles them. Heavy imports (torch, transformers) happen inside commands,
+so ``loraland --help`` stays fast. Errors print as one line; ``--debug`` shows the
+traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import typer
+from rich.console import Console
+
+from loraland import __version__
+from loraland.settings import Settings
+from loraland.storage import StorageError
+
+err_console = Console(stderr=True)
+
+
+@dataclass
+class CLIState:
+    settings: Settings
+    debug: bool = False
+
+
+app = typer.Typer(
+    name="loraland",
+    help="Fine-tune, score and serve many LoRA adapters of one base model.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"loraland {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    ctx.obj = CLIState(settings=Settings.from_env(), debug=debug)
+
+
+def _register() -> None:
+    from loraland.storage.commands import models_app
+
+    app.add_typer(models_app, name="models")
+
+
+_register()
+
+#: Exceptions that are the user's to fix: printed as one line, exit code 2.
+USER_ERRORS: tuple[type[BaseException], ...] = (StorageError,)
+
+
+def main(argv: list[str] | None = None) -> int:
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        app(args=argv, standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except typer.Abort:
+        err_console.print("aborted")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI's one place to turn errors into lines
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        if debug:
+            err_console.print_exception()
+        else:
+            kind = "error" if isinstance(exc, USER_ERRORS) else f"error ({type(exc).__name__})"
+            err_console.print(f"[red]{kind}:[/red] {exc}", highlight=False, soft_wrap=True)
+        return 2 if isinstance(exc, USER_ERRORS) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
