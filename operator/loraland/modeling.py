@@ -83,6 +83,7 @@ def load_base_model(
     quantization_config: object | None = None,
 ) -> LoadedModel:
     """Resolve ``uri`` and load the causal LM and its tokenizer, in eval mode."""
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     path = resolve(uri, settings)
@@ -96,7 +97,7 @@ def load_base_model(
         kwargs["device_map"] = {"": target}
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(uri, f"cannot load the model weights: {first_line}", "the files may be corrupt or incomplete") from None
     if quantization_config is None:
