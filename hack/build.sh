@@ -82,6 +82,7 @@ PKGS=(
 
 mkdir -p "$CACHE/bin"
 TMP_DIR="$(mktemp -d "$CACHE/bin/.build-$HASH.XXXXXX")"
+chmod 755 "$TMP_DIR"
 trap 'rm -rf "$TMP_DIR"' EXIT
 
 echo "building kubernetes $KUBE, etcd $ETCD, kwok $KWOK, helm $HELM into $BIN_DIR (-p $JOBS)" >&2

@@ -1,0 +1,20 @@
+# Test control plane (see README "Developer notes: test control plane").
+# Included by the root Makefile; CACHE, LORALAND_CACHE (exported), PYTHON and PY come from it.
+
+CLUSTER_NAME ?= loraland-dev
+
+# Binaries live in $(LORALAND_CACHE)/bin/<sha256(hack/go.sum)[:12]>/; hack/build.sh skips
+# the build when that directory is complete, so this target is cheap when nothing changed.
+TEST_PREREQS += cluster-bin
+
+.PHONY: cluster-bin cluster-up cluster-down
+
+cluster-bin:
+	hack/build.sh
+
+# Stdlib-only Python: works before (and without) the venv.
+cluster-up: cluster-bin
+	$(PYTHON) tests/integration/cluster.py up --name $(CLUSTER_NAME)
+
+cluster-down:
+	$(PYTHON) tests/integration/cluster.py down --name $(CLUSTER_NAME)
