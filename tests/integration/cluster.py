@@ -23,18 +23,22 @@ Run ``python3 tests/integration/cluster.py --help`` for the command line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
+import random
 import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -190,7 +194,61 @@ def node_manifest(node: FakeNode, index: int, kubelet_version: str) -> dict[str,
     }
 
 
-def kwokctl_configuration(binaries: Mapping[str, Path], kube_version: str) -> dict[str, Any]:
+# Every port a binary-runtime cluster listens on (kwokctl option names).
+PORT_OPTIONS = (
+    "etcdPort",
+    "etcdPeerPort",
+    "kubeApiserverPort",
+    "kubeControllerManagerPort",
+    "kubeSchedulerPort",
+    "kwokControllerPort",
+)
+# Below Linux's ephemeral range (32768+) and below the range kwokctl itself counts down
+# from (32767), so neither outgoing connections nor a plain kwokctl take them.
+PORT_RANGE = range(20000, 30000)
+
+
+def pick_ports(
+    count: int,
+    used: Iterable[int],
+    is_free: Callable[[int], bool],
+    rng: random.Random,
+    candidates: Sequence[int] = PORT_RANGE,
+) -> list[int]:
+    """``count`` distinct random ports, none in ``used``, each passing ``is_free``."""
+    taken = set(used)
+    picked: list[int] = []
+    for port in rng.sample(list(candidates), len(candidates)):
+        if port not in taken and is_free(port):
+            picked.append(port)
+            taken.add(port)
+            if len(picked) == count:
+                return picked
+    raise ClusterError(f"fewer than {count} free ports in {candidates}")
+
+
+def port_is_free(port: int) -> bool:
+    for host in ("127.0.0.1", ""):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                return False
+    return True
+
+
+def ports_in_configs(clusters_dir: Path) -> set[int]:
+    """Ports recorded by the other clusters in a kwok workdir (running or not)."""
+    ports: set[int] = set()
+    for config in clusters_dir.glob("*/kwok.yaml"):
+        with contextlib.suppress(OSError):
+            ports |= {int(p) for p in re.findall(r"[pP]ort: (\d+)", config.read_text())}
+    return ports
+
+
+def kwokctl_configuration(
+    binaries: Mapping[str, Path], kube_version: str, ports: Mapping[str, int]
+) -> dict[str, Any]:
     """kwokctl options: binary runtime, every component from ``binaries``, no downloads."""
     return {
         "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
@@ -205,6 +263,7 @@ def kwokctl_configuration(binaries: Mapping[str, Path], kube_version: str) -> di
             "kubectlBinary": str(binaries["kubectl"]),
             "kwokControllerBinary": str(binaries["kwok"]),
             "quietPull": True,
+            **ports,
         },
     }
 
@@ -242,9 +301,7 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def wait_for(
-    check: Callable[[], bool], *, timeout: float, interval: float, what: str
-) -> None:
+def wait_for(check: Callable[[], bool], *, timeout: float, interval: float, what: str) -> None:
     """Poll ``check`` every ``interval`` seconds until it is true or ``timeout`` passes."""
     deadline = time.monotonic() + timeout
     while True:
@@ -260,7 +317,12 @@ def wait_for(
 
 @dataclasses.dataclass
 class KwokCluster:
-    """One kwokctl cluster. ``workdir`` is KWOK_WORKDIR (shared, so ports never clash)."""
+    """One kwokctl cluster in ``workdir`` (KWOK_WORKDIR, shared by every cluster).
+
+    Clusters coexist: each has a unique name, and its ports are picked at random, away
+    from those recorded by the other clusters in the workdir, under a file lock held
+    until the new cluster has bound them.
+    """
 
     name: str
     binaries: Mapping[str, Path]
@@ -294,8 +356,8 @@ class KwokCluster:
         env["KWOK_WORKDIR"] = str(self.workdir)
         env["KUBECONFIG"] = str(self.kubeconfig)
         # Keep helm's state with the cluster, away from the user's home.
-        for var, sub in (("HELM_CACHE_HOME", "cache"), ("HELM_CONFIG_HOME", "config"), ("HELM_DATA_HOME", "data")):
-            env[var] = str(self.helm_home / sub)
+        for kind in ("cache", "config", "data"):
+            env[f"HELM_{kind.upper()}_HOME"] = str(self.helm_home / kind)
         env["PATH"] = os.pathsep.join([str(self.binaries["kubectl"].parent), env.get("PATH", "")])
         return env
 
@@ -319,18 +381,30 @@ class KwokCluster:
             )
         return result
 
-    def kwokctl(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    def kwokctl(
+        self, *args: str, check: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
         return self._run("kwokctl", ["--name", self.name, *args], check=check, timeout=timeout)
 
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         """Run the built kubectl against this cluster."""
-        return self._run("kubectl", ["--kubeconfig", str(self.kubeconfig), *args], input=input, check=check, timeout=timeout)
+        return self._run(
+            "kubectl",
+            ["--kubeconfig", str(self.kubeconfig), *args],
+            input=input,
+            check=check,
+            timeout=timeout,
+        )
 
-    def helm(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    def helm(
+        self, *args: str, check: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
         """Run the built helm against this cluster."""
-        return self._run("helm", ["--kubeconfig", str(self.kubeconfig), *args], check=check, timeout=timeout)
+        return self._run(
+            "helm", ["--kubeconfig", str(self.kubeconfig), *args], check=check, timeout=timeout
+        )
 
     def kube_version(self) -> str:
         out = self._run("kube-apiserver", ["--version"], timeout=30).stdout
@@ -338,20 +412,52 @@ class KwokCluster:
 
     # -- lifecycle
 
+    @contextlib.contextmanager
+    def _creation_lock(self, *, timeout: float) -> Iterator[None]:
+        """Serialise cluster start-up in this workdir: between choosing its ports and
+        binding them a cluster is invisible to others, so two must not start at once."""
+        with open(self.workdir / ".create.lock", "w") as lock:
+
+            def acquired() -> bool:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return False
+                return True
+
+            wait_for(
+                acquired, timeout=timeout, interval=0.2, what="another cluster to finish starting"
+            )
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def create(self, nodes: Sequence[FakeNode] = DEFAULT_NODES, *, timeout: float = 300) -> None:
         """Start the control plane, register ``nodes`` and wait until they are Ready."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         config_path = self.workdir / f"{self.name}.config.yaml"
         kube_version = self.kube_version()
-        config = kwokctl_configuration(self.binaries, kube_version)
-        config_path.write_text(render_config(config, STAGES_FILE.read_text()))
-        # --kubeconfig= keeps kwokctl away from ~/.kube/config.
-        self.kwokctl(
-            "create", "cluster", "--config", str(config_path), "--kubeconfig=",
-            f"--wait={int(timeout)}s", f"--timeout={int(timeout)}s",
-            timeout=timeout + 60,
-        )
-        config_path.unlink(missing_ok=True)
+        with self._creation_lock(timeout=timeout):
+            used = ports_in_configs(self.workdir / "clusters")
+            picked = pick_ports(len(PORT_OPTIONS), used, port_is_free, random.Random())
+            ports = dict(zip(PORT_OPTIONS, picked, strict=True))
+            config = kwokctl_configuration(self.binaries, kube_version, ports)
+            config_path.write_text(render_config(config, STAGES_FILE.read_text()))
+            try:
+                # --kubeconfig= keeps kwokctl away from ~/.kube/config.
+                self.kwokctl(
+                    "create",
+                    "cluster",
+                    "--config",
+                    str(config_path),
+                    "--kubeconfig=",
+                    f"--wait={int(timeout)}s",
+                    f"--timeout={int(timeout)}s",
+                    timeout=timeout + 60,
+                )
+            finally:
+                config_path.unlink(missing_ok=True)
         self.add_nodes(nodes, kubelet_version=kube_version)
         self.wait_nodes_ready([n.name for n in nodes], timeout=timeout)
         self.wait_default_service_account(timeout=timeout)
@@ -361,7 +467,9 @@ class KwokCluster:
         if self.exists():
             # kwokctl removes its context from --kubeconfig; point it at the cluster's own
             # file (deleted anyway) so the user's ~/.kube/config is never touched.
-            self.kwokctl("delete", "cluster", f"--kubeconfig={self.kubeconfig}", check=False, timeout=180)
+            self.kwokctl(
+                "delete", "cluster", f"--kubeconfig={self.kubeconfig}", check=False, timeout=180
+            )
         self._stop_leftover_components(grace=10.0)
         shutil.rmtree(self.cluster_dir, ignore_errors=True)
         shutil.rmtree(self.helm_home, ignore_errors=True)
@@ -383,12 +491,15 @@ class KwokCluster:
                 pids.append(pid)
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for pid in pids:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
             try:
-                wait_for(lambda: not any(pid_alive(p) for p in pids), timeout=grace, interval=0.2, what="components to exit")
+                wait_for(
+                    lambda: not any(pid_alive(p) for p in pids),
+                    timeout=grace,
+                    interval=0.2,
+                    what="components to exit",
+                )
                 return
             except TimeoutError:
                 continue
@@ -405,7 +516,9 @@ class KwokCluster:
             doc = {"apiVersion": "v1", "kind": "List", "items": items}
             self.kubectl("create", "-f", "-", input=json.dumps(doc))
 
-    def wait_nodes_ready(self, names: Sequence[str], *, timeout: float, interval: float = 1.0) -> None:
+    def wait_nodes_ready(
+        self, names: Sequence[str], *, timeout: float, interval: float = 1.0
+    ) -> None:
         def ready() -> bool:
             out = self.kubectl("get", "nodes", "-o", "json").stdout
             status = {
@@ -421,7 +534,12 @@ class KwokCluster:
     def wait_default_service_account(self, *, timeout: float, interval: float = 1.0) -> None:
         """Pods cannot be created before the controller manager makes this account."""
         wait_for(
-            lambda: self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0,
+            lambda: (
+                self.kubectl(
+                    "get", "serviceaccount", "default", "-n", "default", check=False
+                ).returncode
+                == 0
+            ),
             timeout=timeout,
             interval=interval,
             what="the default service account",
@@ -448,7 +566,9 @@ class KubeCluster:
     ) -> subprocess.CompletedProcess[str]:
         return self.cluster.kubectl(*args, input=input, check=check, timeout=timeout)
 
-    def helm(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    def helm(
+        self, *args: str, check: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
         return self.cluster.helm(*args, check=check, timeout=timeout)
 
 

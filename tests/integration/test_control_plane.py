@@ -40,8 +40,12 @@ def module_version(module: str) -> str:
 
 
 def container(requests: dict[str, str] | None = None) -> client.V1Container:
-    resources = client.V1ResourceRequirements(requests=requests, limits=requests) if requests else None
-    return client.V1Container(name="main", image="registry.invalid/never-pulled:1", resources=resources)
+    resources = (
+        client.V1ResourceRequirements(requests=requests, limits=requests) if requests else None
+    )
+    return client.V1Container(
+        name="main", image="registry.invalid/never-pulled:1", resources=resources
+    )
 
 
 def pods_of(core: client.CoreV1Api, namespace: str, selector: str) -> list[client.V1Pod]:
@@ -65,7 +69,9 @@ def test_cluster_has_gpu_and_cpu_nodes(kube_cluster: KubeCluster) -> None:
         assert not nodes[name].spec.taints
 
 
-def test_gpu_deployment_pod_is_scheduled_on_a_gpu_node_and_runs(kube_cluster: KubeCluster, namespace: str) -> None:
+def test_gpu_deployment_pod_is_scheduled_on_a_gpu_node_and_runs(
+    kube_cluster: KubeCluster, namespace: str
+) -> None:
     apps = client.AppsV1Api(kube_cluster.api_client)
     core = client.CoreV1Api(kube_cluster.api_client)
     labels = {"app": "gpu-smoke"}
@@ -98,11 +104,16 @@ def test_gpu_deployment_pod_is_scheduled_on_a_gpu_node_and_runs(kube_cluster: Ku
     assert core.read_node(pod.spec.node_name).metadata.labels[POOL_LABEL] == "gpu"
 
 
-def test_pod_without_gpu_toleration_lands_on_the_cpu_node(kube_cluster: KubeCluster, namespace: str) -> None:
+def test_pod_without_gpu_toleration_lands_on_the_cpu_node(
+    kube_cluster: KubeCluster, namespace: str
+) -> None:
     core = client.CoreV1Api(kube_cluster.api_client)
     core.create_namespaced_pod(
         namespace,
-        client.V1Pod(metadata=client.V1ObjectMeta(name="cpu-only"), spec=client.V1PodSpec(containers=[container()])),
+        client.V1Pod(
+            metadata=client.V1ObjectMeta(name="cpu-only"),
+            spec=client.V1PodSpec(containers=[container()]),
+        ),
     )
     wait_for(
         lambda: core.read_namespaced_pod("cpu-only", namespace).status.phase == "Running",
@@ -151,17 +162,27 @@ def test_job_finishes_when_the_test_says_so(
     core.patch_namespaced_pod(
         pod.metadata.name, namespace, {"metadata": {"annotations": {RESULT_ANNOTATION: result}}}
     )
-    wait_for(lambda: job_condition(batch, namespace, name, condition), what=f"job {name} {condition}", **WAIT)
+    wait_for(
+        lambda: job_condition(batch, namespace, name, condition),
+        what=f"job {name} {condition}",
+        **WAIT,
+    )
     assert core.read_namespaced_pod(pod.metadata.name, namespace).status.phase == result
 
 
-def test_job_with_annotated_template_completes_on_its_own(kube_cluster: KubeCluster, namespace: str) -> None:
+def test_job_with_annotated_template_completes_on_its_own(
+    kube_cluster: KubeCluster, namespace: str
+) -> None:
     batch = client.BatchV1Api(kube_cluster.api_client)
     job = job_manifest("quick", gpus=1)
     job.spec.template.metadata.annotations = {RESULT_ANNOTATION: "Succeeded"}
     job.spec.completions = 2
     batch.create_namespaced_job(namespace, job)
-    wait_for(lambda: job_condition(batch, namespace, "quick", "Complete"), what="job quick Complete", **WAIT)
+    wait_for(
+        lambda: job_condition(batch, namespace, "quick", "Complete"),
+        what="job quick Complete",
+        **WAIT,
+    )
     assert batch.read_namespaced_job_status("quick", namespace).status.succeeded == 2
 
 
@@ -185,7 +206,9 @@ WIDGET_CRD: dict[str, Any] = {
                             "spec": {
                                 "type": "object",
                                 "required": ["rank"],
-                                "properties": {"rank": {"type": "integer", "minimum": 1, "maximum": 256}},
+                                "properties": {
+                                    "rank": {"type": "integer", "minimum": 1, "maximum": 256}
+                                },
                             }
                         },
                     }
@@ -196,18 +219,29 @@ WIDGET_CRD: dict[str, Any] = {
 }
 
 
-def test_crd_schema_is_enforced_by_the_api_server(kube_cluster: KubeCluster, namespace: str) -> None:
+def test_crd_schema_is_enforced_by_the_api_server(
+    kube_cluster: KubeCluster, namespace: str
+) -> None:
     kube_cluster.kubectl("apply", "-f", "-", input=json.dumps(WIDGET_CRD))
-    kube_cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/widgets.smoke.loraland.dev")
+    kube_cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", "crd/widgets.smoke.loraland.dev"
+    )
     custom = client.CustomObjectsApi(kube_cluster.api_client)
 
     def widget(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-        return {"apiVersion": "smoke.loraland.dev/v1", "kind": "Widget", "metadata": {"name": name}, "spec": spec}
+        return {
+            "apiVersion": "smoke.loraland.dev/v1",
+            "kind": "Widget",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
 
     # The CRD is served a moment after Established; retry only while the route is a 404.
     def created() -> bool:
         try:
-            custom.create_namespaced_custom_object("smoke.loraland.dev", "v1", namespace, "widgets", widget("ok", {"rank": 8}))
+            custom.create_namespaced_custom_object(
+                "smoke.loraland.dev", "v1", namespace, "widgets", widget("ok", {"rank": 8})
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return False
@@ -218,7 +252,9 @@ def test_crd_schema_is_enforced_by_the_api_server(kube_cluster: KubeCluster, nam
 
     for bad in ({"rank": 0}, {"rank": "eight"}, {}):
         with pytest.raises(ApiException) as info:
-            custom.create_namespaced_custom_object("smoke.loraland.dev", "v1", namespace, "widgets", widget("bad", bad))
+            custom.create_namespaced_custom_object(
+                "smoke.loraland.dev", "v1", namespace, "widgets", widget("bad", bad)
+            )
         assert info.value.status == 422, info.value.body
         assert "spec.rank" in info.value.body
     kube_cluster.kubectl("delete", "crd", "widgets.smoke.loraland.dev", "--wait=false")
@@ -229,9 +265,12 @@ def test_garbage_collector_deletes_owned_objects(kube_cluster: KubeCluster, name
     parent = core.create_namespaced_config_map(
         namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="parent"), data={"k": "v"})
     )
-    owner = client.V1OwnerReference(api_version="v1", kind="ConfigMap", name="parent", uid=parent.metadata.uid)
+    owner = client.V1OwnerReference(
+        api_version="v1", kind="ConfigMap", name="parent", uid=parent.metadata.uid
+    )
     core.create_namespaced_config_map(
-        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="child", owner_references=[owner]))
+        namespace,
+        client.V1ConfigMap(metadata=client.V1ObjectMeta(name="child", owner_references=[owner])),
     )
     core.delete_namespaced_config_map("parent", namespace, propagation_policy="Background")
 
