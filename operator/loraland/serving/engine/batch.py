@@ -1,0 +1,170 @@
+"""The running batch and the two forwards the engine does with it: prefill and decode.
+
+The batch contract is small (TGI's, for a left-padded CausalLM): :meth:`ModelRunner.prefill`
+builds a batch from new requests, :meth:`ModelRunner.decode` advances every row by one
+token, :meth:`Batch.merge` adds a prefilled batch to the running one, and
+:meth:`Batch.keep` drops finished rows (and the padding no remaining row needs).
+
+Positions: a row's ``position_ids`` count only its own tokens, so left padding never
+shifts its rotary embeddings; the attention mask hides the padding. See ``kv.py`` for
+why this keeps greedy output identical to running the request alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from loraland.serving.engine.kv import SlabCache
+from loraland.serving.engine.request import RequestState
+from loraland.serving.engine.sampling import RowSampler
+from loraland.serving.lora.layers import LoraSlotBank
+
+
+@dataclass
+class Batch:
+    states: list[RequestState]
+    samplers: list[RowSampler]
+    cache: SlabCache
+    mask: torch.Tensor  # [rows, length]: 1 for real tokens, 0 for left padding
+    positions: torch.Tensor  # [rows]: position of the token fed at the next decode
+    last_tokens: torch.Tensor  # [rows]: the token fed at the next decode
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+    @property
+    def slots(self) -> list[int]:
+        return [s.slot for s in self.states]
+
+    def set_last_tokens(self, tokens: Sequence[int]) -> None:
+        self.last_tokens = torch.tensor(tokens, dtype=torch.long, device=self.mask.device)
+
+    def keep(self, rows: Sequence[int]) -> Batch:
+        """A batch of only ``rows`` (indices), without padding every kept row has."""
+        index = torch.tensor(list(rows), dtype=torch.long, device=self.mask.device)
+        mask = self.mask.index_select(0, index)
+        drop = int((mask.shape[1] - mask.sum(dim=1)).min())
+        return Batch(
+            states=[self.states[i] for i in rows],
+            samplers=[self.samplers[i] for i in rows],
+            cache=self.cache.select(index, drop),
+            mask=mask[:, drop:],
+            positions=self.positions.index_select(0, index),
+            last_tokens=self.last_tokens.index_select(0, index),
+        )
+
+    @staticmethod
+    def merge(first: Batch, second: Batch) -> Batch:
+        length = max(first.mask.shape[1], second.mask.shape[1])
+
+        def pad(mask: torch.Tensor) -> torch.Tensor:
+            return nn.functional.pad(mask, (length - mask.shape[1], 0))
+
+        return Batch(
+            states=first.states + second.states,
+            samplers=first.samplers + second.samplers,
+            cache=SlabCache.merge(first.cache, second.cache),
+            mask=torch.cat([pad(first.mask), pad(second.mask)]),
+            positions=torch.cat([first.positions, second.positions]),
+            last_tokens=torch.cat([first.last_tokens, second.last_tokens]),
+        )
+
+
+@dataclass
+class Prefilled:
+    batch: Batch
+    #: Logits of each row's last prompt position, ``[rows, vocab]``.
+    logits: torch.Tensor
+    #: Per row: log-probabilities of prompt tokens 2..n (when the request asked for them).
+    prompt_logprobs: list[list[float] | None]
+
+
+class ModelRunner:
+    """Runs the transformers model on batches; the only place the engine calls it."""
+
+    def __init__(self, model: nn.Module, bank: LoraSlotBank, pad_id: int) -> None:
+        self.model = model
+        self.bank = bank
+        self.pad_id = pad_id
+        config = model.config  # type: ignore[union-attr]
+        text = (
+            config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+        )
+        self.num_layers = int(text.num_hidden_layers)
+        self.kv_heads = int(getattr(text, "num_key_value_heads", None) or text.num_attention_heads)
+        self.head_dim = int(
+            getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+        )
+        param = next(model.parameters())
+        self.device = param.device
+        self.dtype = param.dtype
+
+    @torch.inference_mode()
+    def prefill(self, states: list[RequestState], samplers: list[RowSampler]) -> Prefilled:
+        longest = max(len(s.request.prompt_ids) for s in states)
+        ids = torch.full((len(states), longest), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(states), longest), dtype=torch.long)
+        for row, state in enumerate(states):
+            prompt = state.request.prompt_ids
+            ids[row, longest - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+            mask[row, longest - len(prompt) :] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        cache = SlabCache.empty(
+            self.num_layers,
+            len(states),
+            self.kv_heads,
+            self.head_dim,
+            longest + 64,
+            self.dtype,
+            self.device,
+        )
+        want_prompt = [s.params.prompt_logprobs for s in states]
+        self.bank.set_rows([s.slot for s in states])
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=0 if any(want_prompt) else 1,
+        )
+        logits = out.logits
+        prompt_logprobs: list[list[float] | None] = [None] * len(states)
+        for row, wanted in enumerate(want_prompt):
+            if wanted:
+                n = len(states[row].request.prompt_ids)
+                row_logits = logits[row, longest - n : -1].float().log_softmax(dim=-1)
+                targets = ids[row, longest - n + 1 :]
+                prompt_logprobs[row] = row_logits.gather(1, targets[:, None])[:, 0].tolist()
+        batch = Batch(
+            states=list(states),
+            samplers=list(samplers),
+            cache=cache,
+            mask=mask,
+            positions=positions[:, -1] + 1,
+            last_tokens=ids[:, -1],
+        )
+        return Prefilled(batch=batch, logits=logits[:, -1], prompt_logprobs=prompt_logprobs)
+
+    @torch.inference_mode()
+    def decode(self, batch: Batch) -> torch.Tensor:
+        """Feed each row's last token; returns next-token logits ``[rows, vocab]``."""
+        ones = torch.ones((len(batch), 1), dtype=batch.mask.dtype, device=batch.mask.device)
+        mask = torch.cat([batch.mask, ones], dim=1)
+        self.bank.set_rows(batch.slots)
+        out = self.model(
+            input_ids=batch.last_tokens[:, None],
+            attention_mask=mask,
+            position_ids=batch.positions[:, None],
+            cache=batch.cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        batch.mask = mask
+        batch.positions = batch.positions + 1
+        return out.logits[:, -1]

@@ -1,0 +1,360 @@
+"""The step loop: iteration-level continuous batching on one thread.
+
+Every iteration: take in new requests and cancellations; let the scheduler pick which
+waiting requests join (token budget, batch size, adapter slots); prefill them as one
+left-padded batch and merge it into the running batch; decode one token for every row;
+send each row its token; drop the rows that finished or whose client went away. A new
+request therefore starts at the next step, not when the current batch drains.
+
+Admission control happens in :meth:`Engine.submit`, on the caller's thread: past
+``max_concurrent_requests`` in flight, or ``max_queue_length`` waiting, it raises
+:class:`~loraland.serving.errors.Overloaded` at once instead of queueing without bound.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from loraland.serving.engine.batch import Batch, ModelRunner
+from loraland.serving.engine.request import (
+    Detokenizer,
+    EngineEvent,
+    FinishReason,
+    GenerationRequest,
+    RequestState,
+    Token,
+)
+from loraland.serving.engine.sampling import RowSampler, next_tokens
+from loraland.serving.engine.scheduler import Budget, Running, Waiting, plan_step
+from loraland.serving.errors import Overloaded
+from loraland.serving.telemetry import ServingMetrics
+
+log = logging.getLogger(__name__)
+
+
+class SlotProvider(Protocol):
+    """Device slots for adapters (see lora/manager.py); called on the engine thread only."""
+
+    slots: int
+
+    def acquire(self, adapter: str) -> int | None: ...
+
+    def release(self, adapter: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class EngineLimits:
+    max_batch_size: int
+    max_batch_total_tokens: int
+    max_batch_prefill_tokens: int
+    max_concurrent_requests: int
+    max_queue_length: int
+
+
+@dataclass(frozen=True)
+class TokenizerInfo:
+    decode: Callable[[Sequence[int]], str]
+    special_ids: frozenset[int]
+    eos_ids: frozenset[int]
+    pad_id: int
+
+
+class Engine:
+    def __init__(
+        self,
+        runner: ModelRunner,
+        slots: SlotProvider,
+        tokenizer: TokenizerInfo,
+        limits: EngineLimits,
+        metrics: ServingMetrics | None = None,
+    ) -> None:
+        self.runner = runner
+        self.slots = slots
+        self.tokenizer = tokenizer
+        self.limits = limits
+        self.metrics = metrics or ServingMetrics()
+        self._cond = threading.Condition()
+        self._inbox: list[RequestState] = []
+        self._cancels: set[str] = set()
+        self._in_flight = 0
+        self._waiting_count = 0
+        self._waiting: OrderedDict[str, RequestState] = OrderedDict()
+        self._batch: Batch | None = None
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self.steps = 0
+
+    # -- called from other threads -------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="loraland-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def queue_depth(self) -> int:
+        return self._waiting_count
+
+    def submit(self, request: GenerationRequest) -> None:
+        """Queue ``request`` or raise Overloaded; events then arrive through its sink."""
+        with self._cond:
+            if self._stop:
+                raise Overloaded("the server is shutting down")
+            if self._in_flight >= self.limits.max_concurrent_requests:
+                self.metrics.rejected.labels(reason="concurrency").inc()
+                raise Overloaded(
+                    f"too many concurrent requests (limit {self.limits.max_concurrent_requests})"
+                )
+            if self._waiting_count >= self.limits.max_queue_length:
+                self.metrics.rejected.labels(reason="queue").inc()
+                raise Overloaded(f"the queue is full (limit {self.limits.max_queue_length})")
+            state = RequestState(
+                request=request,
+                detokenizer=Detokenizer(
+                    self.tokenizer.decode, request.prompt_ids, self.tokenizer.special_ids
+                ),
+                eos_ids=self.tokenizer.eos_ids,
+                seed=None,
+                queued=time.monotonic(),
+            )
+            self._in_flight += 1
+            self._waiting_count += 1
+            self.metrics.queue_depth.set(self._waiting_count)
+            self._inbox.append(state)
+            self._cond.notify_all()
+
+    def cancel(self, request_id: str) -> None:
+        """The client went away: free its row (or queue place) at the next step."""
+        with self._cond:
+            self._cancels.add(request_id)
+            self._cond.notify_all()
+
+    # -- engine thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while (
+                    not self._stop
+                    and not self._inbox
+                    and not self._cancels
+                    and (self._batch is None and not self._waiting)
+                ):
+                    self._cond.wait()
+                if self._stop:
+                    break
+                for state in self._inbox:
+                    self._waiting[state.id] = state
+                self._inbox.clear()
+                cancels, self._cancels = self._cancels, set()
+            self._apply_cancels(cancels)
+            try:
+                self._step()
+            except Exception as exc:
+                log.exception("engine step failed")
+                self._fail_batch(f"generation failed: {type(exc).__name__}: {exc}")
+            if self._batch is None and self._waiting:
+                # Nothing could be admitted (should be rare): do not spin.
+                with self._cond:
+                    self._cond.wait(0.05)
+        self._shutdown()
+
+    def _step(self) -> None:
+        self._admit()
+        if self._batch is not None:
+            batch = self._batch
+            logits = self.runner.decode(batch)
+            self.metrics.batch_size.observe(len(batch))
+            self.steps += 1
+            choices = next_tokens(logits, batch.samplers)
+            self._emit(batch, choices)
+        self.metrics.running.set(len(self._batch) if self._batch else 0)
+
+    def _admit(self) -> None:
+        if not self._waiting:
+            return
+        batch = self._batch
+        running = [
+            Running(s.id, s.reservation, s.request.adapter) for s in (batch.states if batch else [])
+        ]
+        waiting = [
+            Waiting(s.id, len(s.request.prompt_ids), s.params.max_new_tokens, s.request.adapter)
+            for s in self._waiting.values()
+        ]
+        plan = plan_step(
+            waiting,
+            running,
+            Budget(
+                max_batch_size=self.limits.max_batch_size,
+                max_batch_total_tokens=self.limits.max_batch_total_tokens,
+                max_batch_prefill_tokens=self.limits.max_batch_prefill_tokens,
+                adapter_slots=self.slots.slots,
+            ),
+        )
+        admitted: list[RequestState] = []
+        for request_id in plan.admit:
+            state = self._waiting[request_id]
+            if state.request.adapter is not None:
+                try:
+                    slot = self.slots.acquire(state.request.adapter)
+                except KeyError:  # unloaded after this request was queued
+                    del self._waiting[request_id]
+                    with self._cond:
+                        self._waiting_count -= 1
+                    self._finish_with_error(
+                        state, f"adapter '{state.request.adapter}' was unloaded"
+                    )
+                    continue
+                if slot is None:  # every slot is busy after all: try again next step
+                    continue
+                state.slot = slot
+            del self._waiting[request_id]
+            admitted.append(state)
+        if not admitted:
+            return
+        with self._cond:
+            self._waiting_count -= len(admitted)
+            self.metrics.queue_depth.set(self._waiting_count)
+        now = time.monotonic()
+        samplers = []
+        for state in admitted:
+            state.admitted = now
+            self.metrics.queue_time.observe(now - state.queued)
+            sampler = RowSampler.create(state.params, state.request.prompt_ids, self.runner.device)
+            state.seed = sampler.seed
+            samplers.append(sampler)
+        try:
+            prefilled = self.runner.prefill(admitted, samplers)
+        except Exception as exc:
+            log.exception("prefill failed")
+            for state in admitted:
+                self._finish_with_error(state, f"prefill failed: {type(exc).__name__}: {exc}")
+            return
+        choices = next_tokens(prefilled.logits, samplers)
+        new = prefilled.batch
+        for row, state in enumerate(new.states):
+            logprobs = prefilled.prompt_logprobs[row]
+            if logprobs is not None:
+                state.prompt_logprobs = self._prompt_tokens(state, logprobs)
+        self._batch = new if self._batch is None else Batch.merge(self._batch, new)
+        self._emit(self._batch, choices, offset=len(self._batch) - len(new))
+
+    def _prompt_tokens(self, state: RequestState, logprobs: list[float]) -> tuple[Token, ...]:
+        ids = state.request.prompt_ids
+        decode = self.tokenizer.decode
+        tokens = [Token(ids[0], decode([ids[0]]), None, ids[0] in self.tokenizer.special_ids)]
+        for token_id, logprob in zip(ids[1:], logprobs, strict=True):
+            tokens.append(
+                Token(token_id, decode([token_id]), logprob, token_id in self.tokenizer.special_ids)
+            )
+        return tuple(tokens)
+
+    def _emit(self, batch: Batch, choices: list[tuple[int, float]], offset: int = 0) -> None:
+        """Hand each row (from ``offset``) its token; drop rows that are done."""
+        now = time.monotonic()
+        last = batch.last_tokens.tolist()
+        done = []
+        for i, (token_id, logprob) in enumerate(choices):
+            row = offset + i
+            state = batch.states[row]
+            last[row] = token_id
+            previous = state.last_token_at
+            event = state.accept(token_id, logprob, now)
+            if state.prompt_logprobs is not None and len(state.generated) == 1:
+                event = EngineEvent(
+                    token=event.token, prefill=state.prompt_logprobs, finished=event.finished
+                )
+            self._observe_token(state, previous, now)
+            self._send(state, event)
+            if state.finished:
+                done.append(row)
+        batch.set_last_tokens(last)
+        if done:
+            self._remove_rows(set(done))
+
+    def _observe_token(self, state: RequestState, previous: float | None, now: float) -> None:
+        if previous is None:
+            self.metrics.ttft.observe(now - state.request.arrived)
+        else:
+            self.metrics.inter_token.observe(now - previous)
+        state.last_token_at = now
+        if state.finished:
+            self.metrics.request_duration.observe(now - state.request.arrived)
+
+    def _remove_rows(self, rows: set[int]) -> None:
+        batch = self._batch
+        assert batch is not None
+        for row in rows:
+            self._release(batch.states[row])
+        keep = [i for i in range(len(batch)) if i not in rows]
+        self._batch = batch.keep(keep) if keep else None
+
+    def _release(self, state: RequestState) -> None:
+        if state.request.adapter is not None and state.slot:
+            self.slots.release(state.request.adapter)
+            state.slot = 0
+        with self._cond:
+            self._in_flight -= 1
+
+    def _apply_cancels(self, cancels: set[str]) -> None:
+        if not cancels:
+            return
+        now = time.monotonic()
+        for request_id in cancels & set(self._waiting):
+            state = self._waiting.pop(request_id)
+            with self._cond:
+                self._waiting_count -= 1
+                self._in_flight -= 1
+                self.metrics.queue_depth.set(self._waiting_count)
+            self._send(state, EngineEvent(finished=state.finish(FinishReason.CANCELLED, now)))
+        if self._batch is not None:
+            rows = {i for i, s in enumerate(self._batch.states) if s.id in cancels}
+            for row in rows:
+                state = self._batch.states[row]
+                self._send(state, EngineEvent(finished=state.finish(FinishReason.CANCELLED, now)))
+            if rows:
+                self._remove_rows(rows)
+
+    def _send(self, state: RequestState, event: EngineEvent) -> None:
+        try:
+            state.request.sink(event)
+        except Exception:
+            log.exception("event sink of %s failed", state.id)
+
+    def _finish_with_error(self, state: RequestState, message: str) -> None:
+        self._send(state, EngineEvent(error=message))
+        self._release(state)
+
+    def _fail_batch(self, message: str) -> None:
+        batch, self._batch = self._batch, None
+        if batch is None:
+            return
+        for state in batch.states:
+            self._finish_with_error(state, message)
+
+    def _shutdown(self) -> None:
+        self._fail_batch("the server is shutting down")
+        for state in list(self._waiting.values()) + self._inbox:
+            self._send(state, EngineEvent(error="the server is shutting down"))
+        self._waiting.clear()
+        self._inbox.clear()

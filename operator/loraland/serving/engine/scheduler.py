@@ -1,0 +1,87 @@
+"""Which waiting requests join the running batch at the next step. Pure and torch-free.
+
+The batch keeps a left-padded KV cache, so its size is ``rows x longest row``. Each
+request reserves ``prompt + max_new_tokens`` positions (its longest possible length), and
+a request is admitted only if ``(rows + 1) x longest reservation`` stays within
+``max_batch_total_tokens``: the cache can then never outgrow the budget, whatever the
+rows generate. Prefill is padded too, so the new rows' ``count x longest prompt`` must fit
+``max_batch_prefill_tokens`` (a lone request is always allowed, or it could never run).
+
+Adapters need a device slot. Slots held by running rows are never taken away, so a
+request whose adapter has no slot and cannot get one waits, and requests behind it
+(for other adapters, or the base model) go ahead. A request that does not fit the token
+budget stops admission for this step, so big requests are not starved by small ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Waiting:
+    request_id: str
+    prompt_tokens: int
+    max_new_tokens: int
+    adapter: str | None = None
+
+    @property
+    def reservation(self) -> int:
+        return self.prompt_tokens + self.max_new_tokens
+
+
+@dataclass(frozen=True)
+class Running:
+    request_id: str
+    reservation: int
+    adapter: str | None = None
+
+
+@dataclass(frozen=True)
+class Budget:
+    max_batch_size: int
+    max_batch_total_tokens: int
+    max_batch_prefill_tokens: int
+    adapter_slots: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    admit: tuple[str, ...]
+    #: Why the first request left waiting was not admitted (for logs and tests).
+    blocked_by: str | None = None
+
+
+def plan_step(waiting: Sequence[Waiting], running: Iterable[Running], budget: Budget) -> Plan:
+    """Admit waiting requests in arrival order while every limit holds."""
+    running = list(running)
+    rows = len(running)
+    longest = max((r.reservation for r in running), default=0)
+    adapters = {r.adapter for r in running if r.adapter is not None}
+    admitted: list[str] = []
+    longest_prompt = 0
+    blocked_by: str | None = None
+
+    for item in waiting:
+        if rows >= budget.max_batch_size:
+            blocked_by = blocked_by or "batch_size"
+            break
+        new_longest = max(longest, item.reservation)
+        if (rows + 1) * new_longest > budget.max_batch_total_tokens and rows > 0:
+            blocked_by = blocked_by or "batch_tokens"
+            break
+        new_prompt = max(longest_prompt, item.prompt_tokens)
+        if admitted and (len(admitted) + 1) * new_prompt > budget.max_batch_prefill_tokens:
+            blocked_by = blocked_by or "prefill_tokens"
+            break
+        if item.adapter is not None and item.adapter not in adapters:
+            if len(adapters) >= budget.adapter_slots:
+                blocked_by = blocked_by or "adapter_slots"
+                continue
+            adapters.add(item.adapter)
+        admitted.append(item.request_id)
+        rows += 1
+        longest = new_longest
+        longest_prompt = new_prompt
+    return Plan(admit=tuple(admitted), blocked_by=blocked_by)

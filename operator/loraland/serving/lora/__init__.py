@@ -1,0 +1,1 @@
+"""Adapters: torch-free bookkeeping (registry, paths), loading and validation, batched LoRA."""

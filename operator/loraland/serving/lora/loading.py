@@ -1,0 +1,235 @@
+"""Reading a PEFT LoRA adapter from disk and checking it fits the served base model.
+
+Every way an adapter can be wrong ends in :class:`AdapterLoadError` with a reason a
+person can act on (the file, the value, the limit), so one bad adapter fails its own
+load and nothing else. Checked: the files exist and parse; it is plain LoRA (no DoRA,
+biases, ``modules_to_save``, embedding LoRA); its rank is within ``max_rank``; every
+module it targets exists in the base model as a Linear with matching shapes (a LoRA
+trained on another base model fails here); the weights are finite; and, when
+``loraland.json`` is present, its ``base_model`` is the served one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import ValidationError
+
+from loraland.api.adapter import METADATA_FILE, PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, AdapterMetadata
+
+_KEY_RE = re.compile(
+    r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight$"
+)
+
+
+class AdapterLoadError(Exception):
+    """The adapter cannot be served; the message says why."""
+
+
+@dataclass(frozen=True)
+class ModuleWeights:
+    a: torch.Tensor  # [rank, in]
+    b: torch.Tensor  # [out, rank]
+    scale: float
+
+    @property
+    def rank(self) -> int:
+        return int(self.a.shape[0])
+
+
+@dataclass(frozen=True)
+class LoadedAdapter:
+    name: str
+    path: Path
+    weights: dict[str, ModuleWeights]
+
+    @property
+    def max_rank(self) -> int:
+        return max((w.rank for w in self.weights.values()), default=0)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(
+            w.a.numel() * w.a.element_size() + w.b.numel() * w.b.element_size()
+            for w in self.weights.values()
+        )
+
+
+@dataclass(frozen=True)
+class BaseModelShape:
+    """What an adapter is checked against: the served base model's Linear modules."""
+
+    uri: str
+    linears: dict[str, tuple[int, int]]  # module path -> (in_features, out_features)
+    dtype: torch.dtype
+    device: torch.device
+
+    @classmethod
+    def of(cls, uri: str, model: torch.nn.Module) -> BaseModelShape:
+        linears = {
+            name: (m.in_features, m.out_features)
+            for name, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear)
+        }
+        param = next(model.parameters())
+        return cls(uri=uri, linears=linears, dtype=param.dtype, device=param.device)
+
+
+def load_adapter(name: str, path: Path, base: BaseModelShape, max_rank: int) -> LoadedAdapter:
+    """Read and validate the adapter in ``path``; host tensors in the base model's dtype."""
+    if not path.is_dir():
+        raise AdapterLoadError(f"{path} is not a directory")
+    config = _read_config(path)
+    _check_metadata(path, base.uri)
+    _check_config(config, max_rank)
+    tensors = _read_weights(path)
+    pairs = _pair_up(tensors)
+    weights: dict[str, ModuleWeights] = {}
+    alpha = float(config.get("lora_alpha", 8))
+    for module, (a, b) in sorted(pairs.items()):
+        if module not in base.linears:
+            short = module.rsplit(".", 1)[-1]
+            raise AdapterLoadError(
+                f"targets module '{module}' ({short}), which the base model {base.uri} does "
+                "not have as a Linear layer; was it trained on another base model?"
+            )
+        in_features, out_features = base.linears[module]
+        rank = a.shape[0]
+        if (
+            a.dim() != 2
+            or b.dim() != 2
+            or a.shape[1] != in_features
+            or b.shape != (out_features, rank)
+        ):
+            raise AdapterLoadError(
+                f"shape mismatch at {module}: lora_A {tuple(a.shape)}, lora_B {tuple(b.shape)}, "
+                f"but the base layer is {in_features} -> {out_features}; "
+                "was it trained on another base model?"
+            )
+        if rank > max_rank:
+            raise AdapterLoadError(
+                f"rank {rank} at {module} exceeds the server's max_lora_rank {max_rank}"
+            )
+        if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+            raise AdapterLoadError(f"weights at {module} contain NaN or infinite values")
+        weights[module] = ModuleWeights(
+            a=a.to(device=base.device, dtype=base.dtype).contiguous(),
+            b=b.to(device=base.device, dtype=base.dtype).contiguous(),
+            scale=_scale(config, module, rank, alpha),
+        )
+    if not weights:
+        raise AdapterLoadError(f"{PEFT_WEIGHTS_FILE} holds no LoRA weights")
+    return LoadedAdapter(name=name, path=path, weights=weights)
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    file = path / PEFT_CONFIG_FILE
+    if not file.is_file():
+        raise AdapterLoadError(f"missing {PEFT_CONFIG_FILE} in {path}")
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise AdapterLoadError(f"{PEFT_CONFIG_FILE} is not valid JSON: {exc}") from None
+    if not isinstance(config, dict):
+        raise AdapterLoadError(f"{PEFT_CONFIG_FILE} must hold a JSON object")
+    return config
+
+
+def _check_config(config: dict[str, Any], max_rank: int) -> None:
+    peft_type = str(config.get("peft_type", "")).upper()
+    if peft_type != "LORA":
+        raise AdapterLoadError(
+            f"peft_type is {config.get('peft_type')!r}; only LORA adapters are served"
+        )
+    rank = config.get("r")
+    if not isinstance(rank, int) or rank < 1:
+        raise AdapterLoadError(f"adapter_config.json: r must be a positive integer, got {rank!r}")
+    if rank > max_rank:
+        raise AdapterLoadError(f"rank {rank} exceeds the server's max_lora_rank {max_rank}")
+    unsupported = {
+        "use_dora": bool(config.get("use_dora")),
+        "bias": config.get("bias", "none") not in ("none", None),
+        "modules_to_save": bool(config.get("modules_to_save")),
+        "fan_in_fan_out": bool(config.get("fan_in_fan_out")),
+        "target_parameters": bool(config.get("target_parameters")),
+    }
+    bad = [k for k, on in unsupported.items() if on]
+    if bad:
+        raise AdapterLoadError(f"unsupported LoRA options: {', '.join(bad)} (plain LoRA only)")
+    for key in ("lora_alpha",):
+        value = config.get(key, 8)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise AdapterLoadError(f"adapter_config.json: {key} must be a number, got {value!r}")
+
+
+def _check_metadata(path: Path, served_uri: str) -> None:
+    file = path / METADATA_FILE
+    if not file.exists():
+        return
+    try:
+        metadata = AdapterMetadata.model_validate_json(file.read_bytes())
+    except (OSError, ValidationError) as exc:
+        first = str(exc).splitlines()[0]
+        raise AdapterLoadError(f"{METADATA_FILE} is invalid: {first}") from None
+    if metadata.base_model.rstrip("/") != served_uri.rstrip("/"):
+        raise AdapterLoadError(
+            f"trained on base model {metadata.base_model}, but this server serves {served_uri}"
+        )
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    file = path / PEFT_WEIGHTS_FILE
+    if not file.is_file():
+        if (path / "adapter_model.bin").is_file():
+            raise AdapterLoadError(
+                "adapter_model.bin found; only adapter_model.safetensors is served"
+            )
+        raise AdapterLoadError(f"missing {PEFT_WEIGHTS_FILE} in {path}")
+    try:
+        return load_file(str(file), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise AdapterLoadError(f"{PEFT_WEIGHTS_FILE} is corrupt or unreadable: {exc}") from None
+
+
+def _pair_up(tensors: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    halves: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in tensors.items():
+        match = _KEY_RE.match(key)
+        if match is None:
+            raise AdapterLoadError(
+                f"unsupported tensor '{key}' in {PEFT_WEIGHTS_FILE} (plain LoRA only)"
+            )
+        halves.setdefault(match["module"], {})[match["ab"]] = tensor
+    pairs = {}
+    for module, half in halves.items():
+        if set(half) != {"A", "B"}:
+            missing = "lora_B" if "A" in half else "lora_A"
+            raise AdapterLoadError(f"{module} has no {missing} weight")
+        pairs[module] = (half["A"].float(), half["B"].float())
+    return pairs
+
+
+def _pattern_value(patterns: dict[str, Any], module: str) -> Any:
+    """PEFT's rule: a pattern applies when the module path ends with it (after a dot)."""
+    for pattern, value in patterns.items():
+        if re.match(rf"(.*\.)?({pattern})$", module):
+            return value
+    return None
+
+
+def _scale(config: dict[str, Any], module: str, rank: int, alpha: float) -> float:
+    patterned = _pattern_value(config.get("alpha_pattern") or {}, module)
+    if patterned is not None:
+        alpha = float(patterned)
+    if config.get("use_rslora"):
+        return alpha / math.sqrt(rank)
+    return alpha / rank

@@ -1,0 +1,216 @@
+"""Adapters for the running server: registry + loading + host copies + device slots.
+
+The :class:`AdapterRegistry` decides (torch-free); this class acts on its decisions:
+loads run on a small thread pool (resolve the URI, read and validate the files), host
+copies live in ``_host``, and :meth:`acquire` copies an adapter into its device slot in
+the :class:`LoraSlotBank` on the engine thread. A failed load marks only that adapter
+Failed, with the reason, and everything else keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from loraland.serving.errors import GenerationFailed, InvalidRequest, NotFound
+from loraland.serving.lora.layers import LoraSlotBank
+from loraland.serving.lora.loading import (
+    AdapterLoadError,
+    BaseModelShape,
+    LoadedAdapter,
+    load_adapter,
+)
+from loraland.serving.lora.paths import UnsafeAdapterId, resolve_in_roots
+from loraland.serving.lora.registry import (
+    AdapterNotReady,
+    AdapterRegistry,
+    AdapterState,
+    AdapterView,
+    Tier,
+    UnknownAdapter,
+)
+from loraland.serving.telemetry import ServingMetrics
+from loraland.settings import Settings
+from loraland.storage import StorageError, resolve
+
+log = logging.getLogger(__name__)
+
+
+class AdapterManager:
+    def __init__(
+        self,
+        base: BaseModelShape,
+        bank: LoraSlotBank,
+        settings: Settings,
+        *,
+        max_rank: int,
+        host_capacity: int,
+        roots: list[Path],
+        metrics: ServingMetrics,
+    ) -> None:
+        self.base = base
+        self.bank = bank
+        self.settings = settings
+        self.max_rank = max_rank
+        self.roots = roots
+        self.metrics = metrics
+        self.slots = bank.slots
+        self.registry = AdapterRegistry(
+            bank.slots,
+            host_capacity,
+            on_host_evict=self._drop_host,
+            events=metrics.cache_events(),
+        )
+        self._host: dict[str, LoadedAdapter] = {}
+        self._paths: dict[str, Path] = {}
+        self._loads: dict[str, Future[AdapterView]] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="adapter-load")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- admin --------------------------------------------------------------------------
+
+    def add(self, name: str, uri: str, origin: str) -> Future[AdapterView]:
+        """Register ``name`` (Pending) and load it in the background."""
+        generation = self.registry.register(name, uri, origin)
+        future = self._pool.submit(self._load, name, uri, generation)
+        with self._lock:
+            self._loads[name] = future
+        return future
+
+    def remove(self, name: str) -> None:
+        self.registry.remove(name)
+
+    def views(self) -> list[AdapterView]:
+        return self.registry.views()
+
+    def get(self, name: str) -> AdapterView | None:
+        return self.registry.get(name)
+
+    def refresh_metrics(self) -> None:
+        counts: dict[Tier, int] = {}
+        for view in self.registry.views():
+            if view.tier is not None:
+                counts[view.tier] = counts.get(view.tier, 0) + 1
+        self.metrics.set_tiers(counts)
+
+    # -- requests -----------------------------------------------------------------------
+
+    def lookup(self, adapter_id: str) -> str:
+        """The registered name for ``adapter_id``, registering it from a root if needed."""
+        if self.registry.get(adapter_id) is not None:
+            return adapter_id
+        if not self.roots:
+            raise NotFound(f"adapter '{adapter_id}' is not loaded", param="adapter_id")
+        try:
+            path = resolve_in_roots(adapter_id, self.roots)
+        except UnsafeAdapterId as exc:
+            raise InvalidRequest(str(exc), param="adapter_id") from None
+        if path is None:
+            raise NotFound(
+                f"adapter '{adapter_id}' is not loaded and not found under the adapter roots",
+                param="adapter_id",
+            )
+        # A concurrent request may have registered it meanwhile (ValueError): fine.
+        with contextlib.suppress(ValueError):
+            self.add(adapter_id, str(path), origin="root")
+        return adapter_id
+
+    async def pin(self, name: str) -> None:
+        """Hold ``name`` for one request (wait for its load; read it back if on disk)."""
+        with self._lock:
+            pending = self._loads.get(name)
+        if pending is not None and not pending.done():
+            await asyncio.wrap_future(pending)
+        try:
+            pin = self.registry.pin(name)
+        except UnknownAdapter:
+            raise NotFound(f"adapter '{name}' is not loaded", param="adapter_id") from None
+        except AdapterNotReady as exc:
+            if exc.state is AdapterState.FAILED:
+                raise GenerationFailed(f"adapter '{name}' failed to load: {exc.message}") from None
+            raise GenerationFailed(f"adapter '{name}' is not ready: {exc.message}") from None
+        if pin.needs_host_load:
+            try:
+                await asyncio.to_thread(self._reload_host, name, pin.generation)
+            except Exception:
+                self.registry.unpin(name)
+                raise
+
+    def unpin(self, name: str) -> None:
+        self.registry.unpin(name)
+
+    # -- engine thread (SlotProvider) ---------------------------------------------------
+
+    def acquire(self, adapter: str) -> int | None:
+        got = self.registry.acquire_slot(adapter)
+        if got is None:
+            return None
+        slot, needs_copy = got
+        if needs_copy:
+            self.bank.write(slot, self._host[adapter])
+        return slot
+
+    def release(self, adapter: str) -> None:
+        self.registry.release_slot(adapter)
+
+    # -- loading ------------------------------------------------------------------------
+
+    def _load(self, name: str, uri: str, generation: int) -> AdapterView:
+        try:
+            path = resolve(uri, self.settings)
+            adapter = load_adapter(name, path, self.base, self.max_rank)
+        except (StorageError, AdapterLoadError) as exc:
+            self._failed(name, generation, str(exc))
+        except Exception as exc:
+            log.exception("loading adapter %s failed", name)
+            self._failed(name, generation, f"{type(exc).__name__}: {exc}")
+        else:
+            with self._lock:
+                self._host[name] = adapter
+                self._paths[name] = path
+            if not self.registry.mark_loaded(name, generation):
+                self._forget(name, adapter)
+            else:
+                log.info("adapter %s loaded from %s (rank %d)", name, uri, adapter.max_rank)
+        view = self.registry.get(name)
+        if view is None:
+            raise NotFound(f"adapter '{name}' was removed while loading")
+        return view
+
+    def _failed(self, name: str, generation: int, message: str) -> None:
+        log.warning("adapter %s failed to load: %s", name, message)
+        self.registry.mark_failed(name, generation, message)
+
+    def _reload_host(self, name: str, generation: int) -> None:
+        with self._lock:
+            path = self._paths.get(name)
+        if path is None:
+            raise GenerationFailed(f"adapter '{name}' has no files to reload")
+        try:
+            adapter = load_adapter(name, path, self.base, self.max_rank)
+        except AdapterLoadError as exc:
+            raise GenerationFailed(f"adapter '{name}' cannot be reloaded: {exc}") from None
+        with self._lock:
+            self._host[name] = adapter
+        if not self.registry.host_reloaded(name, generation):
+            self._forget(name, adapter)
+            raise NotFound(f"adapter '{name}' was removed", param="adapter_id")
+
+    def _forget(self, name: str, adapter: LoadedAdapter) -> None:
+        with self._lock:
+            if self._host.get(name) is adapter:
+                del self._host[name]
+
+    def _drop_host(self, name: str) -> None:
+        with self._lock:
+            self._host.pop(name, None)
+            if self.registry.get(name) is None:
+                self._paths.pop(name, None)
+                self._loads.pop(name, None)

@@ -1,0 +1,349 @@
+"""Adapter bookkeeping: states, cache tiers, LRU order and pins. Torch-free.
+
+Three tiers, as in vLLM's LoRA manager:
+
+- **device**: the adapter's A/B weights sit in one of ``device_slots`` slots of the
+  stacked slot tensors the batched LoRA op gathers from;
+- **host**: its tensors are in host memory, ready to be copied into a slot;
+- **disk**: only its files are known; using it means reading them again.
+
+Two kinds of reference protect an adapter from eviction:
+
+- ``users`` counts requests queued or running on it: its host copy stays while any exist,
+  so a request admitted by the scheduler always finds its weights in memory;
+- ``running`` counts rows in the running batch: its device slot is never given to
+  another adapter while any exist.
+
+Everything else is evicted least-recently-used first. The registry only decides; the
+owner of the tensors acts through the two eviction callbacks. All methods are
+thread-safe: the HTTP side registers and pins, the engine thread acquires slots.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class AdapterState(StrEnum):
+    LOADED = "Loaded"
+    PENDING = "Pending"
+    FAILED = "Failed"
+
+
+class Tier(StrEnum):
+    DEVICE = "device"
+    HOST = "host"
+    DISK = "disk"
+
+
+class UnknownAdapter(KeyError):
+    """No adapter of that name is registered (or it is being removed)."""
+
+
+class AdapterExists(ValueError):
+    """The name is taken (or its previous adapter is still draining)."""
+
+
+class AdapterNotReady(RuntimeError):
+    """The adapter is registered but not loaded: ``state`` says whether it may still be."""
+
+    def __init__(self, name: str, state: AdapterState, message: str) -> None:
+        super().__init__(f"adapter '{name}' is {state.value.lower()}: {message}")
+        self.name = name
+        self.state = state
+        self.message = message
+
+
+@dataclass
+class AdapterView:
+    """A snapshot of one adapter for the admin API and metrics."""
+
+    name: str
+    uri: str
+    origin: str
+    state: AdapterState
+    message: str
+    tier: Tier | None
+    slot: int | None
+    users: int
+    running: int
+
+
+@dataclass
+class _Entry:
+    name: str
+    uri: str
+    origin: str
+    generation: int
+    state: AdapterState = AdapterState.PENDING
+    message: str = "loading"
+    in_host: bool = False
+    slot: int | None = None
+    users: int = 0
+    running: int = 0
+    removed: bool = False
+
+    @property
+    def tier(self) -> Tier | None:
+        if self.state is not AdapterState.LOADED:
+            return None
+        if self.slot is not None:
+            return Tier.DEVICE
+        return Tier.HOST if self.in_host else Tier.DISK
+
+    def view(self) -> AdapterView:
+        return AdapterView(
+            name=self.name,
+            uri=self.uri,
+            origin=self.origin,
+            state=self.state,
+            message=self.message,
+            tier=self.tier,
+            slot=self.slot,
+            users=self.users,
+            running=self.running,
+        )
+
+
+@dataclass
+class CacheEvents:
+    """Hooks for metrics; each gets the tier the event concerns."""
+
+    hit: Callable[[Tier], None] = lambda tier: None
+    miss: Callable[[Tier], None] = lambda tier: None
+    evicted: Callable[[Tier], None] = lambda tier: None
+
+
+@dataclass(frozen=True)
+class Pin:
+    """Returned by :meth:`AdapterRegistry.pin`: ``needs_host_load`` means read from disk."""
+
+    name: str
+    generation: int
+    needs_host_load: bool
+
+
+class AdapterRegistry:
+    def __init__(
+        self,
+        device_slots: int,
+        host_capacity: int,
+        *,
+        on_device_evict: Callable[[str, int], None] = lambda name, slot: None,
+        on_host_evict: Callable[[str], None] = lambda name: None,
+        events: CacheEvents | None = None,
+    ) -> None:
+        if device_slots < 1 or host_capacity < device_slots:
+            raise ValueError("need device_slots >= 1 and host_capacity >= device_slots")
+        self.device_slots = device_slots
+        self.host_capacity = host_capacity
+        self._on_device_evict = on_device_evict
+        self._on_host_evict = on_host_evict
+        self._events = events or CacheEvents()
+        self._lock = threading.RLock()
+        self._entries: dict[str, _Entry] = {}
+        self._device_lru: OrderedDict[str, None] = OrderedDict()
+        self._host_lru: OrderedDict[str, None] = OrderedDict()
+        # Slot 0 means "no adapter" in the batched op; adapters use 1..device_slots.
+        self._free_slots = list(range(device_slots, 0, -1))
+        self._generation = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def register(self, name: str, uri: str, origin: str) -> int:
+        """Add ``name`` as Pending; returns the generation to quote when the load ends."""
+        with self._lock:
+            entry = self._entries.get(name)
+            if entry is not None and not entry.removed:
+                raise AdapterExists(f"adapter '{name}' is already registered (uri {entry.uri})")
+            if entry is not None:
+                # Removed but requests still run on it: its slot must stay until they end.
+                raise AdapterExists(f"adapter '{name}' is being unloaded; requests still use it")
+            self._generation += 1
+            self._entries[name] = _Entry(name, uri, origin, self._generation)
+            return self._generation
+
+    def mark_loaded(self, name: str, generation: int) -> bool:
+        """The host copy is ready. False when the entry changed meanwhile (stale load)."""
+        with self._lock:
+            entry = self._current(name, generation)
+            if entry is None:
+                return False
+            entry.state = AdapterState.LOADED
+            entry.message = "ready"
+            self._enter_host(entry)
+            return True
+
+    def mark_failed(self, name: str, generation: int, message: str) -> bool:
+        with self._lock:
+            entry = self._current(name, generation)
+            if entry is None:
+                return False
+            entry.state = AdapterState.FAILED
+            entry.message = message
+            return True
+
+    def remove(self, name: str) -> None:
+        """Unregister ``name``. New requests are refused at once; requests already
+        holding it finish first, then its slot and host copy are released."""
+        with self._lock:
+            entry = self._entries.get(name)
+            if entry is None or entry.removed:
+                raise UnknownAdapter(name)
+            entry.removed = True
+            if entry.users == 0 and entry.running == 0:
+                self._drop(entry)
+
+    # -- requests --------------------------------------------------------------------
+
+    def pin(self, name: str) -> Pin:
+        """A request will use ``name``: keep its host copy until :meth:`unpin`."""
+        with self._lock:
+            entry = self._entries.get(name)
+            if entry is None or entry.removed:
+                raise UnknownAdapter(name)
+            if entry.state is not AdapterState.LOADED:
+                raise AdapterNotReady(name, entry.state, entry.message)
+            entry.users += 1
+            if entry.in_host:
+                self._host_lru.move_to_end(name)
+                self._events.hit(Tier.HOST)
+            else:
+                self._events.miss(Tier.HOST)
+            return Pin(name, entry.generation, needs_host_load=not entry.in_host)
+
+    def host_reloaded(self, name: str, generation: int) -> bool:
+        """The disk-tier adapter a pin asked for was read back into host memory."""
+        with self._lock:
+            entry = self._current(name, generation)
+            if entry is None:
+                return False
+            if not entry.in_host:
+                self._enter_host(entry)
+            return True
+
+    def unpin(self, name: str) -> None:
+        with self._lock:
+            entry = self._entries.get(name)
+            if entry is None or entry.users == 0:
+                return
+            entry.users -= 1
+            self._settle(entry)
+
+    def acquire_slot(self, name: str) -> tuple[int, bool] | None:
+        """Give a running row of ``name`` a device slot: ``(slot, needs_copy)``.
+
+        None when every slot is held by running rows (the scheduler avoids asking then).
+        """
+        with self._lock:
+            entry = self._entries.get(name)
+            if entry is None or (not entry.in_host and entry.slot is None):
+                raise UnknownAdapter(name)
+            if entry.slot is not None:
+                entry.running += 1
+                self._device_lru.move_to_end(name)
+                self._events.hit(Tier.DEVICE)
+                return entry.slot, False
+            if not self._free_slots and not self._evict_device_lru():
+                return None
+            self._events.miss(Tier.DEVICE)
+            entry.slot = self._free_slots.pop()
+            entry.running += 1
+            self._device_lru[name] = None
+            return entry.slot, True
+
+    def release_slot(self, name: str) -> None:
+        with self._lock:
+            entry = self._entries.get(name)
+            if entry is not None and entry.running > 0:
+                entry.running -= 1
+                self._settle(entry)
+
+    # -- queries ---------------------------------------------------------------------
+
+    def get(self, name: str) -> AdapterView | None:
+        with self._lock:
+            entry = self._entries.get(name)
+            return None if entry is None or entry.removed else entry.view()
+
+    def views(self) -> list[AdapterView]:
+        with self._lock:
+            return [e.view() for e in self._entries.values() if not e.removed]
+
+    def resident(self, tier: Tier) -> list[str]:
+        """Names in ``tier``, least recently used first."""
+        with self._lock:
+            order = self._device_lru if tier is Tier.DEVICE else self._host_lru
+            return list(order)
+
+    # -- internals -------------------------------------------------------------------
+
+    def _current(self, name: str, generation: int) -> _Entry | None:
+        entry = self._entries.get(name)
+        if entry is None or entry.generation != generation or entry.removed:
+            return None
+        return entry
+
+    def _settle(self, entry: _Entry) -> None:
+        """After a reference was dropped: finish a pending removal, or trim the host tier."""
+        if entry.users or entry.running:
+            return
+        if entry.removed:
+            self._drop(entry)
+        else:
+            self._shrink_host()
+
+    def _enter_host(self, entry: _Entry) -> None:
+        entry.in_host = True
+        self._host_lru[entry.name] = None
+        self._host_lru.move_to_end(entry.name)
+        self._shrink_host()
+
+    def _shrink_host(self) -> None:
+        # Requests in flight may hold more than host_capacity adapters for a while;
+        # the overflow is released as their users finish.
+        for name in list(self._host_lru):
+            if len(self._host_lru) <= self.host_capacity:
+                return
+            entry = self._entries[name]
+            if entry.users == 0 and entry.running == 0:
+                self._evict_host(entry)
+
+    def _evict_host(self, entry: _Entry) -> None:
+        if entry.slot is not None:
+            self._release_device(entry)
+        entry.in_host = False
+        self._host_lru.pop(entry.name, None)
+        self._events.evicted(Tier.HOST)
+        self._on_host_evict(entry.name)
+
+    def _evict_device_lru(self) -> bool:
+        for name in self._device_lru:
+            entry = self._entries[name]
+            if entry.running == 0:
+                self._release_device(entry)
+                return True
+        return False
+
+    def _release_device(self, entry: _Entry) -> None:
+        slot = entry.slot
+        assert slot is not None
+        entry.slot = None
+        self._device_lru.pop(entry.name, None)
+        self._free_slots.append(slot)
+        self._events.evicted(Tier.DEVICE)
+        self._on_device_evict(entry.name, slot)
+
+    def _drop(self, entry: _Entry) -> None:
+        if entry.slot is not None:
+            self._release_device(entry)
+        if entry.in_host:
+            entry.in_host = False
+            self._host_lru.pop(entry.name, None)
+            self._on_host_evict(entry.name)
+        if self._entries.get(entry.name) is entry:
+            del self._entries[entry.name]

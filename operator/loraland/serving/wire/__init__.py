@@ -1,0 +1,1 @@
+"""Pydantic models of every HTTP wire format (TGI/LoRAX, OpenAI, admin). No I/O."""
