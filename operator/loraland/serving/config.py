@@ -69,28 +69,28 @@ class ServerConfig(_Model):
     adapters_file: Path | None = Field(
         None, description="YAML/JSON list of {name, uri}, watched for changes"
     )
-    adapters_file_poll_s: float = Field(2.0, gt=0)
+    adapters_file_poll_s: float = Field(default=2.0, gt=0)
 
     host: str = "0.0.0.0"
-    port: int = Field(8080, ge=0, le=65535)
-    grpc_port: int | None = Field(None, ge=0, le=65535, description="unset: no gRPC server")
+    port: int = Field(default=8080, ge=0, le=65535)
+    grpc_port: int | None = Field(default=None, ge=0, le=65535, description="unset: no gRPC server")
 
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: str = "auto"
 
-    max_batch_size: int = Field(32, ge=1)
-    max_input_tokens: int = Field(1024, ge=1)
-    max_total_tokens: int = Field(2048, ge=2)
+    max_batch_size: int = Field(default=32, ge=1)
+    max_input_tokens: int = Field(default=1024, ge=1)
+    max_total_tokens: int = Field(default=2048, ge=2)
     max_batch_total_tokens: int | None = Field(
         None, ge=2, description="KV-cache token budget of one batch (default: derived)"
     )
-    max_batch_prefill_tokens: int = Field(4096, ge=1)
-    max_concurrent_requests: int = Field(128, ge=1)
-    max_queue_length: int = Field(256, ge=0)
-    max_stop_sequences: int = Field(4, ge=0)
-    max_loaded_adapters: int = Field(8, ge=1, description="adapters ready for compute")
-    max_host_adapters: int = Field(64, ge=1, description="adapters kept in host memory")
-    max_lora_rank: int = Field(64, ge=1)
+    max_batch_prefill_tokens: int = Field(default=4096, ge=1)
+    max_concurrent_requests: int = Field(default=128, ge=1)
+    max_queue_length: int = Field(default=256, ge=0)
+    max_stop_sequences: int = Field(default=4, ge=0)
+    max_loaded_adapters: int = Field(default=8, ge=1, description="adapters ready for compute")
+    max_host_adapters: int = Field(default=64, ge=1, description="adapters kept in host memory")
+    max_lora_rank: int = Field(default=64, ge=1)
 
     @model_validator(mode="after")
     def _limits(self) -> ServerConfig:

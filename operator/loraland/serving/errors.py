@@ -50,3 +50,10 @@ class Conflict(ServingError):
 
 class ServerConfigError(Exception):
     """The server's own configuration is wrong: the CLI prints it as one line (exit 2)."""
+
+
+class NotReady(ServingError):
+    """The base model is still loading (or failed to load)."""
+
+    status = 503
+    error_type = "overloaded"

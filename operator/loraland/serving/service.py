@@ -14,7 +14,7 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ from loraland.serving.engine.request import (
     Finished,
     FinishReason,
     GenerationRequest,
+    Timing,
     Token,
 )
 from loraland.serving.errors import GenerationFailed, InvalidRequest
@@ -83,6 +84,7 @@ class StreamItem:
     token: Token
     prefill: tuple[Token, ...] | None
     finished: Finished | None
+    timing: Timing | None = None
 
 
 @dataclass
@@ -108,7 +110,7 @@ class ActiveRequest:
         self._label = label
         self.done = False
 
-    async def items(self) -> AsyncIterator[StreamItem]:
+    async def items(self) -> AsyncGenerator[StreamItem, None]:
         metrics = self._service.metrics
         try:
             while not self.done:
@@ -127,7 +129,12 @@ class ActiveRequest:
                         "cancelled" if event.finished.reason is FinishReason.CANCELLED else "ok"
                     )
                     metrics.requests.labels(adapter=self._label, status=status).inc()
-                yield StreamItem(token=event.token, prefill=event.prefill, finished=event.finished)
+                yield StreamItem(
+                    token=event.token,
+                    prefill=event.prefill,
+                    finished=event.finished,
+                    timing=event.timing,
+                )
         finally:
             self.close()
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -90,7 +91,7 @@ class ModelRunner:
         self.model = model
         self.bank = bank
         self.pad_id = pad_id
-        config = model.config  # type: ignore[union-attr]
+        config: Any = model.config
         text = (
             config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
         )
@@ -167,4 +168,5 @@ class ModelRunner:
         )
         batch.mask = mask
         batch.positions = batch.positions + 1
-        return out.logits[:, -1]
+        logits: torch.Tensor = out.logits[:, -1]
+        return logits

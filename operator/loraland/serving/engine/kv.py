@@ -22,11 +22,11 @@ from transformers.cache_utils import Cache, DynamicLayer
 _HEADROOM = 64
 
 
-class SlabLayer(DynamicLayer):
+class SlabLayer(DynamicLayer):  # type: ignore[no-untyped-call]
     """One layer's cache: buffer plus the filled length (all rows share it)."""
 
     def __init__(self, keys: torch.Tensor, values: torch.Tensor, length: int) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.buf_k = keys
         self.buf_v = values
         self.length = length
@@ -53,7 +53,7 @@ class SlabLayer(DynamicLayer):
         self.buf_v[:, :, self.length : needed] = value_states
         self.length = needed
         self._expose()
-        return self.keys, self.values
+        return self.buf_k[:, :, :needed], self.buf_v[:, :, :needed]
 
     def get_seq_length(self) -> int:
         return self.length

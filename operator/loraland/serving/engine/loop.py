@@ -13,6 +13,7 @@ Admission control happens in :meth:`Engine.submit`, on the caller's thread: past
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -281,9 +282,7 @@ class Engine:
             previous = state.last_token_at
             event = state.accept(token_id, logprob, now)
             if state.prompt_logprobs is not None and len(state.generated) == 1:
-                event = EngineEvent(
-                    token=event.token, prefill=state.prompt_logprobs, finished=event.finished
-                )
+                event = dataclasses.replace(event, prefill=state.prompt_logprobs)
             self._observe_token(state, previous, now)
             self._send(state, event)
             if state.finished:

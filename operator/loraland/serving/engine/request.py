@@ -64,6 +64,8 @@ class EngineEvent:
     prefill: tuple[Token, ...] | None = None
     finished: Finished | None = None
     error: str | None = None
+    #: The request's timestamps, on its first token's event.
+    timing: Timing | None = None
 
 
 Sink = Callable[[EngineEvent], None]
@@ -188,10 +190,11 @@ class RequestState:
         if reason is None and len(self.generated) >= self.params.max_new_tokens:
             reason = FinishReason.LENGTH
         token = Token(id=token_id, text=text, logprob=logprob, special=special)
+        timing = self.timing() if len(self.generated) == 1 else None
         if reason is None:
-            return EngineEvent(token=token)
+            return EngineEvent(token=token, timing=timing)
         self.finished = True
-        return EngineEvent(token=token, finished=self.finish(reason, now))
+        return EngineEvent(token=token, finished=self.finish(reason, now), timing=timing)
 
     def finish(self, reason: FinishReason, now: float) -> Finished:
         return Finished(

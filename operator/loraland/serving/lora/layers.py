@@ -41,10 +41,10 @@ class BatchedLoraLinear(nn.Module):
         self.context = context
         self.in_features = base.in_features
         self.out_features = base.out_features
-        kwargs = {"dtype": base.weight.dtype, "device": base.weight.device}
-        self.lora_a = torch.zeros(num_slots, 0, base.in_features, **kwargs)  # type: ignore[arg-type]
-        self.lora_b = torch.zeros(num_slots, base.out_features, 0, **kwargs)  # type: ignore[arg-type]
-        self.scale = torch.zeros(num_slots, **kwargs)  # type: ignore[arg-type]
+        weight = base.weight
+        self.lora_a = weight.new_zeros(num_slots, 0, base.in_features)
+        self.lora_b = weight.new_zeros(num_slots, base.out_features, 0)
+        self.scale = weight.new_zeros(num_slots)
 
     def grow(self, rank: int) -> None:
         have = self.lora_a.shape[1]

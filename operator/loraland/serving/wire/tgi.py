@@ -20,26 +20,26 @@ class _Wire(BaseModel):
 
 
 class TGIParameters(_Wire):
-    adapter_id: str | None = Field(None, max_length=400)
-    adapter_source: str | None = Field(None, max_length=40)
+    adapter_id: str | None = Field(default=None, max_length=400)
+    adapter_source: str | None = Field(default=None, max_length=40)
     adapter_parameters: dict[str, Any] | None = None
     merged_adapters: dict[str, Any] | None = None
     api_token: str | None = None
     do_sample: bool = False
-    max_new_tokens: int | None = Field(None, ge=1)
+    max_new_tokens: int | None = Field(default=None, ge=1)
     ignore_eos_token: bool = False
-    repetition_penalty: float | None = Field(None, gt=0)
+    repetition_penalty: float | None = Field(default=None, gt=0)
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
     return_full_text: bool | None = False
     stop: list[str] | None = None
-    seed: int | None = Field(None, ge=0, lt=2**63)
-    temperature: float | None = Field(None, gt=0)
-    top_k: int | None = Field(None, gt=0)
-    top_p: float | None = Field(None, gt=0, le=1)
-    truncate: int | None = Field(None, ge=1)
+    seed: int | None = Field(default=None, ge=0, lt=2**63)
+    temperature: float | None = Field(default=None, gt=0)
+    top_k: int | None = Field(default=None, gt=0)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    truncate: int | None = Field(default=None, ge=1)
     typical_p: float | None = None
-    best_of: int | None = Field(None, ge=1)
+    best_of: int | None = Field(default=None, ge=1)
     watermark: bool = False
     details: bool = False
     decoder_input_details: bool = False

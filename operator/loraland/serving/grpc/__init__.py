@@ -1,0 +1,1 @@
+"""The gRPC front end: ``loraland_serving.proto``, its generated code, a thin servicer."""

@@ -1,0 +1,1 @@
+"""The HTTP front end (FastAPI). Each module decodes, calls the service, encodes."""
