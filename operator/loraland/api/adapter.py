@@ -44,3 +44,10 @@ class AdapterMetadata(BaseModel):
     size_bytes: int = Field(ge=0)
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     loraland_version: str | None = None
+    # Added with the trainer; optional so older files still load.
+    prompt_template: str | None = None
+    chat_template: bool | None = None
+    steps: int | None = Field(default=None, ge=0)
+    train_samples: int | None = Field(default=None, ge=0)
+    truncated_samples: int | None = Field(default=None, ge=0)
+    bad_rows: int | None = Field(default=None, ge=0)

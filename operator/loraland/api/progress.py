@@ -1,0 +1,60 @@
+"""What a training pod reports, without any Kubernetes API rights.
+
+The trainer prints one :class:`TrainingProgress` JSON line per logging step on stdout
+(the operator reads the pod's log tail) and appends it to ``--progress-file``. When the
+job ends it writes one compact :class:`TrainingResult` to ``--result-file`` (the operator
+points that at ``/dev/termination-log``, capped at 4096 bytes by the kubelet) and prints
+it as the last stdout line. Both are single-line JSON with camelCase keys.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+Phase = Literal["loading", "training", "evaluating", "publishing", "done"]
+
+#: The kubelet truncates a termination message beyond this many bytes.
+TERMINATION_LOG_LIMIT = 4096
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    def to_line(self) -> str:
+        return self.model_dump_json(by_alias=True, exclude_none=True)
+
+
+class TrainingProgress(_Wire):
+    event: Literal["progress"] = "progress"
+    phase: Phase = "training"
+    step: int = Field(ge=0)
+    total_steps: int = Field(ge=0)
+    epoch: float = Field(ge=0)
+    loss: float | None = None
+    learning_rate: float | None = None
+    tokens_per_second: float | None = None
+    eta_seconds: float | None = None
+
+
+class ResultScores(_Wire):
+    task: str | None = None
+    metric: str
+    base: float | None = None
+    adapter: float
+    samples: int = Field(ge=0)
+
+
+class TrainingResult(_Wire):
+    event: Literal["result"] = "result"
+    adapter_uri: str
+    sha256: str
+    size_bytes: int = Field(ge=0)
+    steps: int = Field(ge=0)
+    scores: ResultScores | None = None
+    truncated_samples: int = Field(default=0, ge=0)
+    bad_rows: int = Field(default=0, ge=0)
+    train_samples: int = Field(default=0, ge=0)
+    resumed_from_step: int | None = None
