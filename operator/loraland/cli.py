@@ -15,9 +15,12 @@ import typer
 from rich.console import Console
 
 from loraland import __version__
+from loraland.api.finetunejob import SpecError
+from loraland.data.errors import DataError
 from loraland.serving.errors import ServerConfigError
 from loraland.settings import Settings
 from loraland.storage import StorageError
+from loraland.trainer.errors import TrainerError
 
 err_console = Console(stderr=True)
 
@@ -59,6 +62,13 @@ def _register() -> None:
 
     app.add_typer(models_app, name="models")
 
+    from loraland.evaluation.commands import eval_command, list_tasks_command
+    from loraland.pipeline.commands import finetune_command
+
+    app.command("finetune")(finetune_command)
+    app.command("eval")(eval_command)
+    app.command("tasks")(list_tasks_command)
+
     from loraland.serving.commands import serve, serve_help
 
     app.command("serve", help=serve_help)(serve)
@@ -67,7 +77,13 @@ def _register() -> None:
 _register()
 
 #: Exceptions that are the user's to fix: printed as one line, exit code 2.
-USER_ERRORS: tuple[type[BaseException], ...] = (StorageError, ServerConfigError)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    StorageError,
+    ServerConfigError,
+    SpecError,
+    DataError,
+    TrainerError,
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -112,7 +112,7 @@ class DatasetSpec(_Model):
 
 class LoraSpec(_Model):
     rank: int = Field(default=8, ge=1, le=1024, description="LoRA rank r.")
-    alpha: float = Field(default=16.0, gt=0, le=4096, description="LoRA alpha (scale alpha/r).")
+    alpha: int = Field(default=16, ge=1, le=4096, description="LoRA alpha (scale alpha/r).")
     dropout: float = Field(default=0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
     target_modules: list[str] | None = Field(
         default=None,
