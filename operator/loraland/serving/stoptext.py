@@ -20,7 +20,12 @@ def strip_stop(text: str, stops: Sequence[str]) -> str:
 
 
 def safe_prefix_len(text: str, stops: Sequence[str]) -> int:
-    """How much of ``text`` can be shown now: all but a tail that starts a stop sequence."""
+    """How much of ``text`` can be shown now: nothing from a complete stop sequence on,
+    and not a tail that may still become one."""
+    for stop in stops:
+        at = text.find(stop) if stop else -1
+        if at >= 0:
+            text = text[:at]
     hold = 0
     for stop in stops:
         for size in range(min(len(stop) - 1, len(text)), 0, -1):
