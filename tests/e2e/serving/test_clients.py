@@ -27,7 +27,7 @@ def test_text_generation_client_errors(server: ServerProcess) -> None:
     from text_generation import Client
     from text_generation.errors import ValidationError
 
-    with pytest.raises(ValidationError, match="max_total_tokens|at most"):
+    with pytest.raises(ValidationError, match=r"max_total_tokens|at most"):
         Client(server.url, timeout=60).generate("word " * 400, max_new_tokens=4)
 
 
