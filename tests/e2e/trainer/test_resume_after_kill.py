@@ -1,0 +1,143 @@
+"""Kill a training run after its first checkpoint, re-run it, and get the same adapter.
+
+The data is a JSONL file with two broken lines, so this also runs the file path of the
+pipeline end to end and checks that bad rows are counted, not dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from loraland.api.progress import TrainingProgress, TrainingResult
+from loraland.data.registry import get_task
+from loraland.data.synthetic import synthetic_rows
+from safetensors.torch import load_file
+
+STEPS = 8
+
+
+def _command(job: Path, work: Path, output: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "loraland.cli",
+        "finetune",
+        "-f",
+        str(job),
+        "--work-dir",
+        str(work),
+        "--output",
+        str(output),
+    ]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory: pytest.TempPathFactory, base_model_dir: Path) -> Path:
+    root = tmp_path_factory.mktemp("resume")
+    rows = synthetic_rows(get_task("sentiment"), 60, seed=0, split="train")
+    lines = [json.dumps({"text": r["review"], "label": r["output"]}) for r in rows]
+    lines.insert(3, "{broken json")
+    lines.insert(10, json.dumps({"text": "no label here"}))
+    (root / "data.jsonl").write_text("\n".join(lines) + "\n")
+    spec = {
+        "baseModel": {"uri": "builtin://smollm2-135m-instruct"},
+        "dataset": {
+            "uri": str(root / "data.jsonl"),
+            "promptTemplate": "Review: {text}\nSentiment:",
+            "outputField": "label",
+            "evalFraction": 0.1,
+        },
+        "lora": {"rank": 4, "alpha": 8},
+        "training": {
+            "maxSteps": STEPS,
+            "batchSize": 2,
+            "maxSeqLength": 48,
+            "learningRate": 0.001,
+            "checkpointEverySteps": 2,
+            "seed": 3,
+        },
+        "output": {"uri": str(root / "unused")},
+    }
+    (root / "job.yaml").write_text(yaml.safe_dump(spec))
+    return root / "job.yaml"
+
+
+def _result(stdout: str) -> tuple[list[TrainingProgress], TrainingResult]:
+    lines = stdout.splitlines()
+    return [
+        TrainingProgress.model_validate_json(x) for x in lines[:-1]
+    ], TrainingResult.model_validate_json(lines[-1])
+
+
+def test_killed_run_resumes_to_the_same_adapter(job: Path) -> None:
+    root = job.parent
+    work, output = root / "work-killed", root / "out-killed"
+    first = subprocess.Popen(
+        _command(job, work, output), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env()
+    )
+    deadline = time.monotonic() + 400
+    checkpoint = work / "checkpoints" / "step-00000002" / "state.json"
+    while not checkpoint.exists():
+        assert first.poll() is None, first.stderr.read().decode() if first.stderr else ""
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=60)
+    assert first.returncode == -signal.SIGKILL
+    assert not output.exists()  # killed before it could publish anything
+    killed_at = max(
+        int(p.name.split("-")[1])
+        for p in (work / "checkpoints").glob("step-*")
+        if (p / "state.json").exists()
+    )
+    assert 2 <= killed_at < STEPS
+
+    again = subprocess.run(
+        _command(job, work, output), capture_output=True, text=True, timeout=400, env=_env()
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    progress, result = _result(again.stdout)
+    steps = [p.step for p in progress if p.phase == "training"]
+    assert steps == list(range(killed_at + 1, STEPS + 1))  # continued, did not restart at 1
+    assert result.steps == STEPS and result.resumed_from_step == killed_at
+    assert result.bad_rows == 2 and result.train_samples == 54  # 60 good rows, 10% held out
+    assert "resuming from" in again.stderr
+    assert "2 bad rows skipped" in again.stderr and "data.jsonl:4: invalid JSON" in again.stderr
+
+    straight = subprocess.run(
+        _command(job, root / "work-straight", root / "out-straight"),
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env=_env(),
+    )
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    _, reference = _result(straight.stdout)
+    assert reference.resumed_from_step is None and reference.steps == STEPS
+    resumed = load_file(str(output / "adapter_model.safetensors"))
+    uninterrupted = load_file(str(root / "out-straight" / "adapter_model.safetensors"))
+    assert resumed.keys() == uninterrupted.keys()
+    for name, tensor in uninterrupted.items():
+        torch.testing.assert_close(resumed[name], tensor, rtol=1e-5, atol=1e-6)
+
+    # A re-run of a finished job trains nothing and publishes the same weights again.
+    rerun = subprocess.run(
+        _command(job, work, output), capture_output=True, text=True, timeout=400, env=_env()
+    )
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    progress, final = _result(rerun.stdout)
+    assert [p for p in progress if p.phase == "training"] == []
+    assert final.steps == STEPS and final.sha256 == result.sha256
