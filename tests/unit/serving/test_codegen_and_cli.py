@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from loraland.cli import main
 from loraland.serving.grpc import codegen
 

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
-
 from loraland.serving.engine.kv import SlabCache
 from loraland.serving.lora.loading import AdapterLoadError, BaseModelShape, load_adapter
+from safetensors.torch import save_file
 
 BASE = BaseModelShape(
     uri="builtin://tiny",
@@ -108,7 +107,7 @@ def test_missing_or_corrupt_files(tmp_path: Path) -> None:
         load_adapter("x", tmp_path / "nothing", BASE, max_rank=8)
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(AdapterLoadError, match="missing adapter_config.json"):
+    with pytest.raises(AdapterLoadError, match=r"missing adapter_config\.json"):
         load_adapter("x", empty, BASE, max_rank=8)
     corrupt = write(tmp_path / "corrupt")
     (corrupt / "adapter_model.safetensors").write_bytes(b"\x00garbage")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-
 from loraland.serving.lora.layers import LoraSlotBank
 from loraland.serving.lora.loading import LoadedAdapter, ModuleWeights
 from loraland.serving.lora.ops import batched_lora_delta, reference_lora_delta
+from torch import nn
 
 
 def slot_tensors(slots: int, rank: int, d_in: int, d_out: int) -> tuple[torch.Tensor, ...]:

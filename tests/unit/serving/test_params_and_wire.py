@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
-
 from loraland.serving.config import ServerConfig, parse_adapter_list
 from loraland.serving.errors import ServerConfigError
 from loraland.serving.params import Limits, SamplingParams, check_sampling
 from loraland.serving.stoptext import StopStreamer, safe_prefix_len, strip_stop
 from loraland.serving.wire.openai import ChatRequest, CompletionRequest
 from loraland.serving.wire.tgi import TGIRequest
+from pydantic import ValidationError
 
 LIMITS = Limits(max_input_tokens=10, max_total_tokens=20, max_stop_sequences=2)
 
@@ -128,7 +127,7 @@ def test_server_config_limits_and_names(tmp_path: Path) -> None:
     file.write_text("base_model: builtin://smollm2-135m-instruct\nport: 9000\n")
     assert ServerConfig.from_file(file, {"port": 9001}).port == 9001
     file.write_text("port: [")
-    with pytest.raises(ServerConfigError, match="serve.yaml"):
+    with pytest.raises(ServerConfigError, match=r"serve\.yaml"):
         ServerConfig.from_file(file)
 
 

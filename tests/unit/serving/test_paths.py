@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from loraland.serving.lora.paths import UnsafeAdapterId, check_relative_id, resolve_in_roots
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from loraland.serving.lora.registry import (
     AdapterExists,
     AdapterNotReady,

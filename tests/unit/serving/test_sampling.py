@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-
 from loraland.serving.engine.sampling import RowSampler, next_tokens, warp
 from loraland.serving.params import SamplingParams
 
