@@ -14,7 +14,7 @@ TEST_PREREQS :=
 -include hack/cluster.mk
 .DEFAULT_GOAL := help
 
-.PHONY: help venv demo test test-unit test-integration test-e2e lint typecheck crds \
+.PHONY: help venv demo test test-unit test-integration test-e2e lint typecheck crds operator-run \
         cluster-bin cluster-up cluster-down clean-venv
 
 venv: $(STAMP)
@@ -51,6 +51,14 @@ lint: venv
 
 typecheck: venv
 	$(VENV)/bin/mypy
+
+# crds/ is generated from operator/loraland/api (a unit test fails when it is stale).
+crds: venv
+	$(VENV)/bin/loraland crds generate --out crds
+
+# The operator against the current kubeconfig (e.g. after `make cluster-up`).
+operator-run: venv
+	$(VENV)/bin/loraland operator run --all-namespaces
 
 help:
 	@echo 'make demo   run the LoRA Land loop on the embedded model'

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from loraland import __version__
 from loraland.api.finetunejob import SpecError
+from loraland.controller.errors import OperatorError
 from loraland.data.errors import DataError
 from loraland.serving.errors import ServerConfigError
 from loraland.settings import Settings
@@ -73,6 +74,11 @@ def _register() -> None:
 
     app.command("serve", help=serve_help)(serve)
 
+    from loraland.controller.commands import crds_app, operator_app
+
+    app.add_typer(operator_app, name="operator")
+    app.add_typer(crds_app, name="crds")
+
 
 _register()
 
@@ -83,6 +89,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     SpecError,
     DataError,
     TrainerError,
+    OperatorError,
 )
 
 

@@ -1,0 +1,232 @@
+"""AdapterDeployment lifecycle: children by server-side apply, status from the pods.
+
+``ensure`` resolves the adapter list (``fromFineTuneJob`` -> that job's adapter URI) and
+applies the ConfigMap, Deployment and Service; applying the same manifests again changes
+nothing, so it runs on every change and on a timer (which is also how a deleted child
+comes back and how a job that just succeeded reaches the servers). ``refresh`` asks the
+ready pods what they serve and writes replicas, endpoint, per-adapter states, phase and
+conditions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from loraland.api.adapterdeployment import (
+    AdapterDeploymentSpec,
+    AdapterDeploymentSpecError,
+    parse_adapter_deployment_spec,
+)
+from loraland.api.status import (
+    ADAPTERDEPLOYMENT_TRANSITIONS,
+    AdapterDeploymentConditionType,
+    AdapterDeploymentPhase,
+    AdapterDeploymentStatus,
+    next_phase,
+    set_condition,
+    utc_now,
+)
+from loraland.controller.adapterstate import aggregate, deployment_phase
+from loraland.controller.config import OperatorConfig
+from loraland.controller.errors import SpecRejected
+from loraland.controller.finetunejobs import ADEP, FTJ, Emit
+from loraland.controller.kube import Kube
+from loraland.controller.names import server_name, server_selector
+from loraland.controller.podspec import Owner
+from loraland.controller.probe import PodTarget, probe_pods
+from loraland.controller.runtimes import RuntimePlan, RuntimeSpecError, adapter_ref, plan
+from loraland.controller.serving import (
+    ResolvedAdapters,
+    build_adapters_configmap,
+    build_deployment,
+    build_service,
+    endpoint,
+    resolve_adapters,
+    selector_string,
+    served_claims,
+)
+
+log = logging.getLogger("loraland.operator")
+Manifest = dict[str, Any]
+Cond = AdapterDeploymentConditionType
+
+
+def validate(raw: object, config: OperatorConfig) -> tuple[AdapterDeploymentSpec, RuntimePlan]:
+    try:
+        spec = parse_adapter_deployment_spec(raw)
+        return spec, plan(spec, config)
+    except (AdapterDeploymentSpecError, RuntimeSpecError) as exc:
+        raise SpecRejected(str(exc)) from None
+
+
+def _pod_ready(pod: Manifest) -> bool:
+    status = pod.get("status") or {}
+    if pod["metadata"].get("deletionTimestamp") or not status.get("podIP"):
+        return False
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+
+
+class AdapterDeployments:
+    def __init__(self, kube: Kube, config: OperatorConfig, emit: Emit) -> None:
+        self.kube = kube
+        self.config = config
+        self.emit = emit
+
+    def resolve(self, namespace: str, spec: AdapterDeploymentSpec) -> ResolvedAdapters:
+        jobs: dict[str, Any] = {}
+        for ref in spec.adapters:
+            if ref.from_fine_tune_job and ref.from_fine_tune_job not in jobs:
+                body = self.kube.get(*FTJ, namespace, ref.from_fine_tune_job)
+                jobs[ref.from_fine_tune_job] = None if body is None else (body.get("status") or {})
+        return resolve_adapters(spec, jobs)
+
+    def ensure(self, body: Manifest) -> None:
+        owner = Owner.from_body(body)
+        try:
+            spec, run = validate(body.get("spec"), self.config)
+        except SpecRejected as exc:
+            self._reject(body, str(exc))
+            raise
+        resolved = self.resolve(owner.namespace, spec)
+        claims = served_claims(spec, resolved.ready)
+        self.kube.apply(build_adapters_configmap(owner, resolved.ready))
+        self.kube.apply(build_deployment(owner, spec, run, claims, self.config))
+        self.kube.apply(build_service(owner, spec, run))
+
+    def _reject(self, body: Manifest, message: str) -> None:
+        meta = body["metadata"]
+        status = AdapterDeploymentStatus.model_validate(body.get("status") or {})
+        generation = int(meta.get("generation") or 1)
+        new = status.model_copy(deep=True)
+        new.phase = next_phase(
+            ADAPTERDEPLOYMENT_TRANSITIONS, status.phase, AdapterDeploymentPhase.FAILED
+        )
+        new.message = f"invalid spec: {message}"
+        new.observed_generation = generation
+        new.conditions = set_condition(
+            new.conditions,
+            Cond.SPEC_VALID,
+            "False",
+            "InvalidSpec",
+            message,
+            generation=generation,
+            now=utc_now(),
+        )
+        self._write(body, status, new)
+
+    def _write(
+        self, body: Manifest, old: AdapterDeploymentStatus, new: AdapterDeploymentStatus
+    ) -> None:
+        before, after = old.to_wire(), new.to_wire()
+        patch = {k: after.get(k) for k in set(before) | set(after) if before.get(k) != after.get(k)}
+        if not patch:
+            return
+        meta = body["metadata"]
+        self.kube.merge_patch(
+            *ADEP, meta["namespace"], meta["name"], {"status": patch}, subresource="status"
+        )
+        if new.phase != old.phase and new.phase is not None:
+            kind = (
+                "Warning"
+                if new.phase in (AdapterDeploymentPhase.FAILED, AdapterDeploymentPhase.DEGRADED)
+                else "Normal"
+            )
+            self.emit(body, kind, new.phase.value, new.message or new.phase.value)
+
+    async def refresh(self, namespace: str, name: str) -> None:
+        """Read the Deployment and ask the ready pods; write the status."""
+        body = await asyncio.to_thread(self.kube.get, *ADEP, namespace, name)
+        if body is None:
+            return
+        owner = Owner.from_body(body)
+        try:
+            spec, run = validate(body.get("spec"), self.config)
+        except SpecRejected:
+            return  # ensure reported it
+        resolved = await asyncio.to_thread(self.resolve, namespace, spec)
+        deployment = await asyncio.to_thread(
+            self.kube.get, "apps/v1", "Deployment", namespace, server_name(owner.name)
+        )
+        pods = await asyncio.to_thread(
+            self.kube.list, "v1", "Pod", namespace, labels=server_selector(owner.name)
+        )
+        ready_pods = sorted((p for p in pods if _pod_ready(p)), key=lambda p: p["metadata"]["name"])
+        targets = [
+            PodTarget(p["metadata"]["name"], p["status"]["podIP"], run.port) for p in ready_pods
+        ]
+        desired = dict(resolved.ready)
+        if run.admin == "vllm":
+            desired = {n: adapter_ref(u, spec.runtime).ref for n, u in resolved.ready.items()}
+        reports = await probe_pods(
+            run.admin, targets, desired, timeout=self.config.adapter_poll_timeout
+        )
+        notes = {}
+        if run.admin == "none":
+            for n, u in resolved.ready.items():
+                ref = adapter_ref(u, spec.runtime)
+                notes[n] = (
+                    f"{spec.runtime} loads adapters on first use: send adapter_id={ref.ref} "
+                    f"adapter_source={ref.source}"
+                )
+        adapters = aggregate(
+            resolved.ready,
+            resolved.waiting,
+            reports,
+            observable=run.admin != "none",
+            unobservable_note=notes,
+        )
+        dstatus = (deployment or {}).get("status") or {}
+        ready = int(dstatus.get("readyReplicas") or 0)
+        updated = int(dstatus.get("updatedReplicas") or 0)
+        phase, message = deployment_phase(
+            spec_replicas=spec.replicas,
+            ready=ready,
+            updated=updated,
+            exists=deployment is not None,
+            adapters=adapters,
+        )
+        old = AdapterDeploymentStatus.model_validate(body.get("status") or {})
+        new = old.model_copy(deep=True)
+        generation = owner.generation
+        now = utc_now()
+        new.phase = next_phase(ADAPTERDEPLOYMENT_TRANSITIONS, old.phase, phase)
+        new.message = message
+        new.observed_generation = generation
+        new.replicas = int(dstatus.get("replicas") or 0)
+        new.ready_replicas = ready
+        new.selector = selector_string(owner)
+        new.endpoint = endpoint(owner, spec)
+        new.runtime = spec.runtime
+        new.adapters = adapters
+        conds = set_condition(
+            new.conditions, Cond.SPEC_VALID, "True", "Accepted", "", generation=generation, now=now
+        )
+        available = deployment is not None and ready >= spec.replicas
+        conds = set_condition(
+            conds,
+            Cond.AVAILABLE,
+            "True" if available else "False",
+            "ReplicasReady" if available else "ReplicasNotReady",
+            f"{ready}/{spec.replicas} server pods ready",
+            generation=generation,
+            now=now,
+        )
+        not_loaded = [a for a in adapters if a.state != "Loaded"]
+        conds = set_condition(
+            conds,
+            Cond.ADAPTERS_READY,
+            "False" if not_loaded else "True",
+            ("AdapterFailed" if any(a.state == "Failed" for a in not_loaded) else "AdaptersPending")
+            if not_loaded
+            else "AllLoaded",
+            "; ".join(f"{a.name}: {a.state}" for a in not_loaded)[:500],
+            generation=generation,
+            now=now,
+        )
+        new.conditions = conds
+        await asyncio.to_thread(self._write, body, old, new)

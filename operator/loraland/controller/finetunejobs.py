@@ -1,0 +1,323 @@
+"""FineTuneJob lifecycle: create the children, follow the Job, deploy the adapter.
+
+``ensure`` makes the children exist (idempotent: a child that exists is adopted, so an
+operator restart never makes a second Job). ``sync`` recomputes the operator-owned part
+of the status from the Job and its pods (:mod:`loraland.controller.jobstatus`) and writes
+it with the resourceVersion it read, so a stale writer gets a conflict and re-reads
+instead of overwriting newer news. When the job has succeeded and names
+``deployTo``, ``sync`` adds the adapter to that AdapterDeployment.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+from loraland.api.finetunejob import FineTuneJobSpec, format_validation_error
+from loraland.api.status import (
+    FINETUNEJOB_TRANSITIONS,
+    FineTuneJobConditionType,
+    FineTuneJobPhase,
+    FineTuneJobStatus,
+    is_terminal,
+    next_phase,
+    set_condition,
+    utc_now,
+)
+from loraland.controller.config import OperatorConfig
+from loraland.controller.errors import RetryLater, SpecRejected
+from loraland.controller.jobstatus import next_status, observe, result_from_pods
+from loraland.controller.kube import Kube
+from loraland.controller.names import FINETUNEJOB_LABEL, job_name, label_value
+from loraland.controller.podspec import Owner
+from loraland.controller.trainjob import adapter_name, build_children, describe
+from loraland.storage.errors import StorageError
+from loraland.storage.uri import Scheme, parse_uri
+from pydantic import ValidationError
+
+log = logging.getLogger("loraland.operator")
+
+FTJ = ("loraland.dev/v1alpha1", "FineTuneJob")
+ADEP = ("loraland.dev/v1alpha1", "AdapterDeployment")
+Manifest = dict[str, Any]
+#: (object, event type, reason, message) -> posts a Kubernetes Event.
+Emit = Callable[[Manifest, str, str, str], None]
+
+#: The fields of status this module writes; progress, adapter and scores are the relay's
+#: (adapter/scores are written here only from the termination-message fallback).
+OWNED = (
+    "phase",
+    "message",
+    "observedGeneration",
+    "conditions",
+    "jobName",
+    "startTime",
+    "completionTime",
+    "deployedTo",
+    "adapter",
+    "scores",
+)
+
+
+def validate_spec(raw: object) -> FineTuneJobSpec:
+    """The spec, or :class:`SpecRejected` naming each bad field (``spec.x.y: why``)."""
+    try:
+        spec = FineTuneJobSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecRejected(format_validation_error(exc, prefix="spec")) from None
+    uris = {
+        "spec.baseModel.uri": spec.base_model.uri,
+        "spec.dataset.uri": spec.dataset.uri,
+        "spec.output.uri": spec.output.uri,
+    }
+    problems = []
+    for where, uri in uris.items():
+        if uri is None:
+            continue
+        try:
+            parsed = parse_uri(uri)
+        except StorageError as exc:
+            problems.append(f"{where}: {exc}")
+            continue
+        if where == "spec.output.uri" and parsed.scheme in (Scheme.BUILTIN, Scheme.HF):
+            problems.append(
+                f"{where}: cannot write an adapter to {parsed.scheme.value}://; "
+                "use pvc://CLAIM/PATH, s3://BUCKET/PREFIX or a path"
+            )
+    if problems:
+        raise SpecRejected("; ".join(problems))
+    return spec
+
+
+def status_patch(old: FineTuneJobStatus, new: FineTuneJobStatus) -> Manifest:
+    """The owned fields that differ (None deletes a field in a merge patch)."""
+    before, after = old.to_wire(), new.to_wire()
+    return {k: after.get(k) for k in OWNED if after.get(k) != before.get(k)}
+
+
+def with_adapter(adapters: list[Manifest], name: str, uri: str) -> list[Manifest] | None:
+    """``spec.adapters`` with ``name`` serving ``uri``; None when already so."""
+    for entry in adapters:
+        if entry.get("name") == name:
+            if entry.get("uri") == uri and not entry.get("fromFineTuneJob"):
+                return None
+            return [{"name": name, "uri": uri} if e.get("name") == name else e for e in adapters]
+    return [*adapters, {"name": name, "uri": uri}]
+
+
+class FineTuneJobs:
+    def __init__(self, kube: Kube, config: OperatorConfig, emit: Emit) -> None:
+        self.kube = kube
+        self.config = config
+        self.emit = emit
+
+    # ------------------------------------------------------------------- children
+
+    def ensure(self, body: Manifest) -> None:
+        owner = Owner.from_body(body)
+        status = FineTuneJobStatus.model_validate(body.get("status") or {})
+        try:
+            spec = validate_spec(body.get("spec"))
+        except SpecRejected as exc:
+            self._reject(body, status, str(exc))
+            raise
+        if status.job_name and is_terminal(status.phase):
+            self.sync(owner.namespace, owner.name)  # only deployTo may still have work
+            return
+        for manifest in build_children(owner, spec, self.config):
+            obj, created = self.kube.create(manifest)
+            if created:
+                log.info(
+                    "created %s for finetunejob %s/%s",
+                    describe(manifest),
+                    owner.namespace,
+                    owner.name,
+                )
+            elif manifest["kind"] == "Job":
+                refs = obj["metadata"].get("ownerReferences") or []
+                if not any(r.get("uid") == owner.uid for r in refs):
+                    raise RetryLater(
+                        f"Job {manifest['metadata']['name']} belongs to an earlier FineTuneJob "
+                        "of the same name and is still being deleted"
+                    )
+        self.sync(owner.namespace, owner.name, job_created=True)
+
+    def _reject(self, body: Manifest, status: FineTuneJobStatus, message: str) -> None:
+        meta = body["metadata"]
+        generation = int(meta.get("generation") or 1)
+        now = utc_now()
+        new = status.model_copy(deep=True)
+        new.phase = next_phase(FINETUNEJOB_TRANSITIONS, status.phase, FineTuneJobPhase.FAILED)
+        new.message = f"invalid spec: {message}"
+        new.observed_generation = generation
+        new.conditions = set_condition(
+            new.conditions,
+            FineTuneJobConditionType.SPEC_VALID,
+            "False",
+            "InvalidSpec",
+            message,
+            generation=generation,
+            now=now,
+        )
+        patch = status_patch(status, new)
+        if patch:
+            self.kube.merge_patch(
+                *FTJ, meta["namespace"], meta["name"], {"status": patch}, subresource="status"
+            )
+        if status.phase != new.phase or patch.get("message"):
+            self.emit(body, "Warning", "InvalidSpec", message)
+
+    # --------------------------------------------------------------------- status
+
+    def sync(self, namespace: str, name: str, *, job_created: bool = False) -> None:
+        """Recompute and write the status; retries when a newer write slipped in."""
+        for _ in range(6):
+            body = self.kube.get(*FTJ, namespace, name)
+            if body is None:
+                return
+            try:
+                if self._sync_once(body, job_created=job_created):
+                    return
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+        raise RetryLater(f"finetunejob {namespace}/{name}: status kept changing under us", 2)
+
+    def _sync_once(self, body: Manifest, *, job_created: bool) -> bool:
+        owner = Owner.from_body(body)
+        status = FineTuneJobStatus.model_validate(body.get("status") or {})
+        try:
+            spec = validate_spec(body.get("spec"))
+        except SpecRejected:
+            return True  # reported by ensure; nothing runs
+        if status.job_name is None and not job_created:
+            return True  # ensure has not created the children yet
+        jname = job_name(owner.name)
+        job = self.kube.get("batch/v1", "Job", owner.namespace, jname)
+        if job is not None and not any(
+            r.get("uid") == owner.uid for r in job["metadata"].get("ownerReferences") or []
+        ):
+            job = None  # an older namesake's Job, on its way out
+        pods = self.kube.list(
+            "v1", "Pod", owner.namespace, labels={FINETUNEJOB_LABEL: label_value(owner.name)}
+        )
+        pods = [
+            p for p in pods if (p["metadata"].get("labels") or {}).get("job-name") in (None, jname)
+        ]
+        if job is None and status.job_name and not is_terminal(status.phase):
+            # The Job was deleted under a running FineTuneJob: make it again (its pods
+            # resume from their checkpoints when the output is on a volume).
+            self.ensure_children_only(owner, spec)
+            job = self.kube.get("batch/v1", "Job", owner.namespace, jname)
+        trainer_phase = status.progress.phase if status.progress else None
+        observation = observe(job, pods, trainer_phase)
+        fallback = None
+        if observation.phase is FineTuneJobPhase.SUCCEEDED and status.adapter is None:
+            fallback = result_from_pods(pods)
+        now = utc_now()
+        generation = owner.generation
+        new = next_status(
+            status,
+            observation,
+            generation=generation,
+            job_name=jname,
+            adapter_name=adapter_name(owner, spec),
+            fallback_result=fallback,
+            now=now,
+        )
+        new.conditions = set_condition(
+            new.conditions,
+            FineTuneJobConditionType.SPEC_VALID,
+            "True",
+            "Accepted",
+            "",
+            generation=generation,
+            now=now,
+        )
+        if new.phase is FineTuneJobPhase.SUCCEEDED and spec.deploy_to is not None:
+            self._deploy(body, spec, new, now)
+        patch = status_patch(status, new)
+        if not patch:
+            return True
+        self.kube.merge_patch(
+            *FTJ,
+            owner.namespace,
+            owner.name,
+            {"metadata": {"resourceVersion": body["metadata"]["resourceVersion"]}, "status": patch},
+            subresource="status",
+        )
+        if new.phase != status.phase and new.phase is not None:
+            kind = "Warning" if new.phase is FineTuneJobPhase.FAILED else "Normal"
+            self.emit(body, kind, new.phase.value, new.message or new.phase.value)
+        return True
+
+    def ensure_children_only(self, owner: Owner, spec: FineTuneJobSpec) -> None:
+        for manifest in build_children(owner, spec, self.config):
+            _, created = self.kube.create(manifest)
+            if created:
+                log.info(
+                    "recreated %s for finetunejob %s/%s",
+                    describe(manifest),
+                    owner.namespace,
+                    owner.name,
+                )
+
+    # ------------------------------------------------------------------- deployTo
+
+    def _deploy(
+        self, body: Manifest, spec: FineTuneJobSpec, new: FineTuneJobStatus, now: str
+    ) -> None:
+        """Add the adapter to ``spec.deployTo.adapterDeployment`` (once)."""
+        assert spec.deploy_to is not None
+        target = spec.deploy_to.adapter_deployment
+        owner = Owner.from_body(body)
+        if new.adapter is None:
+            reason, ok, message = "AdapterMissing", False, "the trainer reported no adapter"
+        elif new.deployed_to == target:
+            return
+        else:
+            name = new.adapter.name or adapter_name(owner, spec)
+            ok, message = self._add_adapter(owner.namespace, target, name, new.adapter.uri)
+            reason = "AdapterAdded" if ok else "AdapterDeploymentNotFound"
+        new.conditions = set_condition(
+            new.conditions,
+            FineTuneJobConditionType.DEPLOYED,
+            "True" if ok else "False",
+            reason,
+            message,
+            generation=owner.generation,
+            now=now,
+        )
+        if ok:
+            new.deployed_to = target
+            self.emit(body, "Normal", "Deployed", message)
+
+    def _add_adapter(self, namespace: str, target: str, name: str, uri: str) -> tuple[bool, str]:
+        for _ in range(5):
+            adep = self.kube.get(*ADEP, namespace, target)
+            if adep is None:
+                return False, f"AdapterDeployment {target} not found in {namespace}"
+            adapters = list((adep.get("spec") or {}).get("adapters") or [])
+            updated = with_adapter(adapters, name, uri)
+            if updated is None:
+                return True, f"adapter {name} already served by AdapterDeployment {target}"
+            try:
+                self.kube.merge_patch(
+                    *ADEP,
+                    namespace,
+                    target,
+                    {
+                        "metadata": {"resourceVersion": adep["metadata"]["resourceVersion"]},
+                        "spec": {"adapters": updated},
+                    },
+                )
+            except ApiException as exc:
+                if exc.status == 409:
+                    continue
+                if exc.status == 422:
+                    return False, f"AdapterDeployment {target} refused adapter {name}: {exc.body}"
+                raise
+            return True, f"added adapter {name} ({uri}) to AdapterDeployment {target}"
+        return False, f"AdapterDeployment {target} kept changing; will retry"

@@ -1,0 +1,152 @@
+"""Kopf handlers: a few lines each, all work is in the reconcilers.
+
+:func:`build_registry` registers the handlers on a fresh registry with the intervals
+from :class:`~loraland.controller.config.OperatorConfig` (Kopf fixes timer intervals at
+registration, so they cannot be module-level decorators reading a global).
+
+What triggers what:
+
+* FineTuneJob created / resumed / spec changed -> ``FineTuneJobs.ensure``;
+* a loraland Job changed or was deleted -> ``FineTuneJobs.sync`` of its owner (this is
+  how phases follow the Job, and, at start-up, how a restarted operator converges);
+* the relay reported the evaluating stage, or the adapter after success -> ``sync``;
+* an unfinished FineTuneJob, every ``resync_seconds`` -> ``ensure`` (a deleted
+  ConfigMap, Role... comes back);
+* AdapterDeployment created / resumed / spec changed, and every
+  ``adapter_poll_seconds`` -> ``ensure`` + ``refresh`` (ask the pods);
+* a loraland Deployment changed -> ``refresh`` (deleted -> ``ensure``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import kopf
+from loraland.api.finetunejob import API_GROUP
+from loraland.controller.adapterdeployments import AdapterDeployments
+from loraland.controller.errors import RetryLater, SpecRejected
+from loraland.controller.finetunejobs import FineTuneJobs
+from loraland.controller.names import ADAPTERDEPLOYMENT_LABEL, FINETUNEJOB_LABEL, MANAGED_BY
+
+VERSION = "v1alpha1"
+MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
+
+
+def _translate(fn: Callable[[], None]) -> None:
+    try:
+        fn()
+    except SpecRejected as exc:
+        raise kopf.PermanentError(str(exc)) from None
+    except RetryLater as exc:
+        raise kopf.TemporaryError(str(exc), delay=exc.delay) from None
+
+
+def _owner(body: Any, kind: str) -> str | None:
+    for ref in body.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("kind") == kind and str(ref.get("apiVersion", "")).startswith(API_GROUP + "/"):
+            return str(ref.get("name"))
+    return None
+
+
+def _needs_sync(body: Any) -> bool:
+    """FineTuneJob events the relay causes that change what the operator writes."""
+    status = body.get("status") or {}
+    phase = status.get("phase")
+    stage = (status.get("progress") or {}).get("phase")
+    if phase == "Running" and stage in ("evaluating", "publishing"):
+        return True
+    if phase == "Evaluating" and stage == "training":
+        return True
+    deploy = (body.get("spec") or {}).get("deployTo")
+    return bool(
+        phase == "Succeeded"
+        and deploy
+        and status.get("adapter")
+        and status.get("deployedTo") != deploy.get("adapterDeployment")
+    )
+
+
+def _unfinished(body: Any, **_: Any) -> bool:
+    status = body.get("status") or {}
+    if status.get("phase") not in ("Succeeded", "Failed"):
+        return True
+    return _needs_sync(body)
+
+
+def build_registry(
+    ftjs: FineTuneJobs, adeps: AdapterDeployments, *, resync: float, poll: float
+) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+    ftj = (API_GROUP, VERSION, "finetunejobs")
+    adep = (API_GROUP, VERSION, "adapterdeployments")
+
+    # ------------------------------------------------------------- FineTuneJob
+
+    @kopf.on.create(*ftj, registry=registry)
+    @kopf.on.resume(*ftj, registry=registry)
+    @kopf.on.update(*ftj, field="spec", registry=registry)
+    def finetunejob_ensure(body: kopf.Body, **_: Any) -> None:
+        _translate(lambda: ftjs.ensure(dict(body)))
+
+    @kopf.on.event(*ftj, registry=registry, when=lambda body, **_: _needs_sync(body))
+    def finetunejob_progressed(name: str, namespace: str | None, **_: Any) -> None:
+        _translate(lambda: ftjs.sync(namespace or "", name))
+
+    @kopf.timer(*ftj, interval=resync, idle=resync / 2, registry=registry, when=_unfinished)
+    def finetunejob_resync(body: kopf.Body, **_: Any) -> None:
+        _translate(lambda: ftjs.ensure(dict(body)))
+
+    @kopf.on.event(
+        "batch",
+        "v1",
+        "jobs",
+        labels={**MANAGED, FINETUNEJOB_LABEL: kopf.PRESENT},
+        registry=registry,
+    )
+    def job_changed(body: kopf.Body, namespace: str | None, **_: Any) -> None:
+        owner = _owner(body, "FineTuneJob")
+        if owner is not None and namespace:
+            _translate(lambda: ftjs.sync(namespace, owner))
+
+    # -------------------------------------------------------- AdapterDeployment
+
+    @kopf.on.create(*adep, registry=registry)
+    @kopf.on.resume(*adep, registry=registry)
+    @kopf.on.update(*adep, field="spec", registry=registry)
+    async def adapterdeployment_ensure(
+        body: kopf.Body, name: str, namespace: str | None, **_: Any
+    ) -> None:
+        await asyncio.to_thread(_translate, lambda: adeps.ensure(dict(body)))
+        await adeps.refresh(namespace or "", name)
+
+    @kopf.timer(*adep, interval=poll, registry=registry)
+    async def adapterdeployment_poll(
+        body: kopf.Body, name: str, namespace: str | None, **_: Any
+    ) -> None:
+        await asyncio.to_thread(_translate, lambda: adeps.ensure(dict(body)))
+        await adeps.refresh(namespace or "", name)
+
+    @kopf.on.event(
+        "apps",
+        "v1",
+        "deployments",
+        labels={**MANAGED, ADAPTERDEPLOYMENT_LABEL: kopf.PRESENT},
+        registry=registry,
+    )
+    async def deployment_changed(
+        body: kopf.Body, type: str, namespace: str | None, **_: Any
+    ) -> None:
+        owner = _owner(body, "AdapterDeployment")
+        if owner is None or not namespace:
+            return
+        if type == "DELETED":
+            current = await asyncio.to_thread(
+                adeps.kube.get, f"{API_GROUP}/{VERSION}", "AdapterDeployment", namespace, owner
+            )
+            if current is not None and not current["metadata"].get("deletionTimestamp"):
+                await asyncio.to_thread(_translate, lambda: adeps.ensure(current))
+        await adeps.refresh(namespace, owner)
+
+    return registry

@@ -1,0 +1,219 @@
+"""AdapterDeployment -> Deployment, Service and adapters ConfigMap (pure builders).
+
+The pod template is a function of everything in the spec *except* the adapter list
+(and ``replicas``), so adding or removing an adapter never rolls the pods: the list
+travels in the ConfigMap (builtin runtime: a watched file) or through the runtime's API
+(vLLM). One exception is unavoidable: an adapter on a PersistentVolumeClaim no pod mounts
+yet needs a new volume, hence a new template and a rollout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from loraland.api.adapterdeployment import AdapterDeploymentSpec
+from loraland.controller.config import OperatorConfig
+from loraland.controller.names import (
+    adapterdeployment_labels,
+    adapters_configmap_name,
+    server_name,
+    server_selector,
+)
+from loraland.controller.podspec import (
+    Manifest,
+    Owner,
+    claims_of,
+    placement,
+    pvc_volumes,
+    resource_requirements,
+    secret_env_from,
+)
+from loraland.controller.runtimes import ADAPTERS_DIR, ADAPTERS_FILE_NAME, RuntimePlan
+
+SERVER_CONTAINER = "server"
+
+
+@dataclass(frozen=True)
+class ResolvedAdapters:
+    """Adapters with a URI (name -> uri), and those still waiting (name -> why)."""
+
+    ready: Mapping[str, str]
+    waiting: Mapping[str, str]
+
+
+def resolve_adapters(
+    spec: AdapterDeploymentSpec, jobs: Mapping[str, Mapping[str, Any] | None]
+) -> ResolvedAdapters:
+    """Turn ``fromFineTuneJob`` references into URIs using those jobs' status.
+
+    ``jobs`` maps a FineTuneJob name to its ``status`` (None: no such job).
+    """
+    ready: dict[str, str] = {}
+    waiting: dict[str, str] = {}
+    for adapter in spec.adapters:
+        if adapter.uri is not None:
+            ready[adapter.name] = adapter.uri
+            continue
+        job = adapter.from_fine_tune_job or ""
+        status = jobs.get(job)
+        if status is None:
+            waiting[adapter.name] = f"FineTuneJob {job} not found"
+            continue
+        uri = (status.get("adapter") or {}).get("uri")
+        if status.get("phase") == "Succeeded" and uri:
+            ready[adapter.name] = uri
+        elif status.get("phase") == "Failed":
+            waiting[adapter.name] = f"FineTuneJob {job} failed: {status.get('message', '')}".rstrip(
+                ": "
+            )
+        else:
+            waiting[adapter.name] = (
+                f"waiting for FineTuneJob {job} ({status.get('phase') or 'Pending'})"
+            )
+    return ResolvedAdapters(ready=ready, waiting=waiting)
+
+
+def adapters_file(ready: Mapping[str, str]) -> str:
+    """The adapters file ``loraland serve --adapters-file`` watches: a list of {name, uri}."""
+    entries = [{"name": n, "uri": u} for n, u in sorted(ready.items())]
+    return yaml.safe_dump({"adapters": entries}, sort_keys=False)
+
+
+def build_adapters_configmap(owner: Owner, ready: Mapping[str, str]) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": owner.metadata(
+            adapters_configmap_name(owner.name), adapterdeployment_labels(owner.name)
+        ),
+        "data": {ADAPTERS_FILE_NAME: adapters_file(ready)},
+    }
+
+
+def _probe(path: str, port: str, *, period: int, failures: int) -> Manifest:
+    return {
+        "httpGet": {"path": path, "port": port},
+        "periodSeconds": period,
+        "timeoutSeconds": 3,
+        "failureThreshold": failures,
+    }
+
+
+def server_container(
+    spec: AdapterDeploymentSpec, run: RuntimePlan, claims: Sequence[str]
+) -> Manifest:
+    ports = [{"name": "http", "containerPort": run.port, "protocol": "TCP"}]
+    if run.grpc_port is not None:
+        ports.append({"name": "grpc", "containerPort": run.grpc_port, "protocol": "TCP"})
+    env = [
+        {"name": "LORALAND_CACHE", "value": "/var/cache/loraland"},
+        {"name": "HF_HOME", "value": "/var/cache/loraland/huggingface"},
+        *({"name": k, "value": v} for k, v in sorted(run.env.items())),
+    ]
+    _, pvc_mounts = pvc_volumes(claims)
+    mounts = [
+        {"name": "cache", "mountPath": "/var/cache/loraland"},
+        {"name": "dshm", "mountPath": "/dev/shm"},
+        *pvc_mounts,
+    ]
+    if run.mounts_adapters_file:
+        mounts.append({"name": "adapters", "mountPath": ADAPTERS_DIR, "readOnly": True})
+    container: Manifest = {
+        "name": SERVER_CONTAINER,
+        "image": run.image,
+        "args": list(run.args),
+        "ports": ports,
+        "env": env,
+        "volumeMounts": mounts,
+        # Loading a large base model takes minutes: the startup probe holds the others
+        # off for up to 30 min; afterwards a hung server is restarted within ~1 min.
+        "startupProbe": _probe(run.health_path, "http", period=10, failures=180),
+        "readinessProbe": _probe(run.health_path, "http", period=5, failures=3),
+        "livenessProbe": _probe(run.health_path, "http", period=10, failures=6),
+    }
+    if run.command is not None:
+        container["command"] = list(run.command)
+    env_from = secret_env_from([spec.base_model.secret_ref])
+    if env_from:
+        container["envFrom"] = env_from
+    requirements = resource_requirements(spec.resources)
+    if requirements:
+        container["resources"] = requirements
+    return container
+
+
+def served_claims(spec: AdapterDeploymentSpec, ready: Mapping[str, str]) -> list[str]:
+    return claims_of([spec.base_model.uri, *ready.values()])
+
+
+def build_deployment(
+    owner: Owner,
+    spec: AdapterDeploymentSpec,
+    run: RuntimePlan,
+    claims: Sequence[str],
+    config: OperatorConfig,
+) -> Manifest:
+    labels = adapterdeployment_labels(owner.name)
+    pvc_vols, _ = pvc_volumes(claims)
+    volumes: list[Manifest] = [
+        {"name": "cache", "emptyDir": {}},
+        {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+        *pvc_vols,
+    ]
+    if run.mounts_adapters_file:
+        volumes.append(
+            {"name": "adapters", "configMap": {"name": adapters_configmap_name(owner.name)}}
+        )
+    container = server_container(spec, run, claims)
+    container["imagePullPolicy"] = config.image_pull_policy
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": owner.metadata(server_name(owner.name), labels),
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": {"matchLabels": server_selector(owner.name)},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "enableServiceLinks": False,
+                    "automountServiceAccountToken": False,
+                    "containers": [container],
+                    "volumes": volumes,
+                    **placement(spec.resources),
+                },
+            },
+        },
+    }
+
+
+def build_service(owner: Owner, spec: AdapterDeploymentSpec, run: RuntimePlan) -> Manifest:
+    ports = [{"name": "http", "port": spec.service.port, "targetPort": "http", "protocol": "TCP"}]
+    if run.grpc_port is not None:
+        ports.append(
+            {"name": "grpc", "port": run.grpc_port, "targetPort": "grpc", "protocol": "TCP"}
+        )
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": owner.metadata(server_name(owner.name), adapterdeployment_labels(owner.name)),
+        "spec": {
+            "type": spec.service.type,
+            "selector": server_selector(owner.name),
+            "ports": ports,
+        },
+    }
+
+
+def endpoint(owner: Owner, spec: AdapterDeploymentSpec) -> str:
+    """The in-cluster URL clients (and the load tests) use."""
+    port = "" if spec.service.port == 80 else f":{spec.service.port}"
+    return f"http://{server_name(owner.name)}.{owner.namespace}.svc{port}"
+
+
+def selector_string(owner: Owner) -> str:
+    """``status.selector`` for the scale subresource (HPA reads it)."""
+    return ",".join(f"{k}={v}" for k, v in sorted(server_selector(owner.name).items()))
