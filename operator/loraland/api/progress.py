@@ -4,7 +4,9 @@ The trainer prints one :class:`TrainingProgress` JSON line per logging step on s
 (the operator reads the pod's log tail) and appends it to ``--progress-file``. When the
 job ends it writes one compact :class:`TrainingResult` to ``--result-file`` (the operator
 points that at ``/dev/termination-log``, capped at 4096 bytes by the kubelet) and prints
-it as the last stdout line. Both are single-line JSON with camelCase keys.
+it as the last stdout line. A job that fails writes a :class:`TrainingFailure` there
+instead, so the operator can put the reason in the FineTuneJob's conditions. All are
+single-line JSON with camelCase keys.
 """
 
 from __future__ import annotations
@@ -58,3 +60,9 @@ class TrainingResult(_Wire):
     bad_rows: int = Field(default=0, ge=0)
     train_samples: int = Field(default=0, ge=0)
     resumed_from_step: int | None = None
+
+
+class TrainingFailure(_Wire):
+    event: Literal["error"] = "error"
+    reason: str = Field(description="The error class, e.g. DataError, TrainerError, StorageError")
+    message: str = Field(max_length=3000)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from loraland.settings import Settings
 from loraland.storage.builtin import DEFAULT_BASE_MODEL
 
 
@@ -63,14 +65,6 @@ def finetune_command(
     ] = None,
 ) -> None:
     """Train a LoRA adapter as FILE (a FineTuneJob or its spec) says; flags override it."""
-    from loraland.pipeline.finetune import RunOptions, run_finetune
-    from loraland.pipeline.jobfile import build_spec, parse_assignment, read_document
-    from loraland.trainer.progress import ProgressReporter
-
-    document: dict[str, Any] = (
-        read_document(file) if file else {"baseModel": {"uri": DEFAULT_BASE_MODEL}}
-    )
-    overrides: list[tuple[str, Any]] = [parse_assignment(text) for text in sets or []]
     flags = {
         "baseModel.uri": base_model,
         "dataset.uri": dataset,
@@ -84,16 +78,49 @@ def finetune_command(
         "training.checkpointEverySteps": checkpoint_every,
         "evaluation.task": eval_task,
     }
-    overrides += [(path, value) for path, value in flags.items() if value is not None]
+    overrides: list[tuple[str, Any]] = [(p, v) for p, v in flags.items() if v is not None]
     if max_steps is not None:
         overrides.append(("training.epochs", None))
     elif epochs is not None:
         overrides.append(("training.maxSteps", None))
     if no_eval:
         overrides.append(("evaluation", None))
-    name, spec = build_spec(document, overrides)
+    try:
+        _run(ctx.obj.settings, file, sets or [], overrides, work_dir, progress_file, result_file)
+    except Exception as exc:
+        if result_file is not None:
+            write_failure(result_file, exc)
+        raise
+
+
+def _run(
+    settings: Settings,
+    file: Path | None,
+    sets: list[str],
+    overrides: list[tuple[str, Any]],
+    work_dir: Path | None,
+    progress_file: Path | None,
+    result_file: Path | None,
+) -> None:
+    from loraland.pipeline.finetune import RunOptions, run_finetune
+    from loraland.pipeline.jobfile import build_spec, parse_assignment, read_document
+    from loraland.trainer.progress import ProgressReporter
+
+    document = read_document(file) if file else {"baseModel": {"uri": DEFAULT_BASE_MODEL}}
+    # --set comes first so that the named flags win over it.
+    name, spec = build_spec(document, [parse_assignment(text) for text in sets] + overrides)
     options = RunOptions(
         job_name=name, work_dir=work_dir, progress_file=progress_file, result_file=result_file
     )
     with ProgressReporter(progress_file) as reporter:
-        run_finetune(spec, ctx.obj.settings, options, reporter)
+        run_finetune(spec, settings, options, reporter)
+
+
+def write_failure(path: Path, exc: BaseException) -> None:
+    """Leave the reason where the operator looks (the termination log), then fail as usual."""
+    from loraland.api.progress import TrainingFailure
+
+    message = str(exc).strip() or type(exc).__name__
+    failure = TrainingFailure(reason=type(exc).__name__, message=message[:3000])
+    with contextlib.suppress(OSError):  # reporting must not hide the original error
+        path.write_text(failure.to_line())

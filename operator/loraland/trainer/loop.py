@@ -61,10 +61,18 @@ def collate(items: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
 
 
 def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Summed next-token cross entropy over labelled positions."""
-    shifted = logits[:, :-1, :].reshape(-1, logits.size(-1)).float()
-    targets = labels[:, 1:].reshape(-1)
-    return F.cross_entropy(shifted, targets, ignore_index=IGNORE_INDEX, reduction="sum")
+    """Summed next-token cross entropy over labelled positions.
+
+    The labels move one position left (the last position gets no label) rather than the
+    logits one position right: slicing the logits would copy the largest tensor of the step.
+    """
+    targets = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+    return F.cross_entropy(
+        logits.float().view(-1, logits.size(-1)),
+        targets.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="sum",
+    )
 
 
 def train_loop(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,16 +137,17 @@ def train(
     targets = spec.lora.target_modules or default_target_modules(model.config.model_type)
     check_target_modules(targets, (name for name, _ in model.named_modules()))
     torch.manual_seed(training.seed)  # LoRA A matrices start from the same draw every run
-    model = get_peft_model(
-        model,
-        LoraConfig(
-            r=spec.lora.rank,
-            lora_alpha=spec.lora.alpha,
-            lora_dropout=spec.lora.dropout,
-            target_modules=targets,
-            task_type="CAUSAL_LM",
-        ),
+    lora_config = LoraConfig(
+        r=spec.lora.rank,
+        lora_alpha=spec.lora.alpha,
+        lora_dropout=spec.lora.dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
     )
+    with warnings.catch_warnings():
+        # peft still calls a transformers property deprecated in v5; nothing for users to do.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+        model = get_peft_model(model, lora_config)
 
     encoded = encode_examples(
         tokenizer,
@@ -187,7 +189,7 @@ def train(
             checkpoints, ckpt.CheckpointState(step, steps, job, loss), model, optimizer, scheduler
         )
 
-    config = LoopConfig(
+    loop_config = LoopConfig(
         total_steps=steps,
         max_grad_norm=training.max_grad_norm,
         log_every=training.log_every_steps,
@@ -205,7 +207,7 @@ def train(
         scheduler,
         encoded,
         order,
-        config,
+        loop_config,
         start_step=start,
         emit=emit,
         checkpoint=save_checkpoint,

@@ -183,3 +183,25 @@ def test_cli_reports_spec_errors_as_one_line(
     )
     assert code == 2
     assert "training.maxStep: unknown field" in capsys.readouterr().err
+
+
+def test_failures_are_written_to_the_result_file(tmp_path: Path) -> None:
+    from loraland.api.progress import TrainingFailure
+    from loraland.cli import main
+
+    result = tmp_path / "termination-log"
+    args = [
+        "finetune",
+        "--task",
+        "nosuchtask",
+        "-o",
+        str(tmp_path / "o"),
+        "--result-file",
+        str(result),
+    ]
+    assert main(args) == 2
+    failure = TrainingFailure.model_validate_json(result.read_text())
+    assert failure.reason == "DataError" and "unknown task 'nosuchtask'" in failure.message
+    assert main([*args[:2], "sentiment", *args[3:], "--set", "lora.rank=-1"]) == 2
+    failure = TrainingFailure.model_validate_json(result.read_text())
+    assert failure.reason == "SpecError" and "lora.rank" in failure.message

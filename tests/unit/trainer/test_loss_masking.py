@@ -79,3 +79,52 @@ def test_chat_template_without_one_is_a_clear_error() -> None:
         encode_examples(
             CharTokenizer(), [Example("p", "c", "a")], max_len=8, completion_only=True, chat=True
         )
+
+
+def test_token_loss_sum_matches_the_shifted_reference() -> None:
+    import torch
+    import torch.nn.functional as F
+    from loraland.trainer.loop import collate, token_loss_sum
+
+    torch.manual_seed(0)
+    batch = collate([build([5, 6, 7], [8, 1], 16, True), build([9], [4, 3, 1], 16, True)], pad_id=0)
+    logits = torch.randn(2, batch["input_ids"].shape[1], 11)
+    labels = batch["labels"]
+    reference = F.cross_entropy(
+        logits[:, :-1].reshape(-1, 11),
+        labels[:, 1:].reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="sum",
+    )
+    torch.testing.assert_close(token_loss_sum(logits, labels), reference)
+    # Padding carries no label and no attention.
+    assert labels[1].tolist() == [IGNORE_INDEX, 4, 3, 1, IGNORE_INDEX]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]
+
+
+class ChatTokenizer(CharTokenizer):
+    chat_template = "<template>"
+
+    def __init__(self) -> None:
+        self.calls: list[bool] = []
+
+    def apply_chat_template(
+        self, messages: list[dict[str, str]], add_generation_prompt: bool, tokenize: bool
+    ) -> str:
+        assert add_generation_prompt and not tokenize
+        return f"<u>{messages[0]['content']}</u><a>"
+
+    def __call__(self, text: str, add_special_tokens: bool = True) -> dict[str, Any]:
+        self.calls.append(add_special_tokens)
+        return super().__call__(text, add_special_tokens)
+
+
+def test_chat_template_wraps_the_prompt_and_adds_no_space_or_second_bos() -> None:
+    tok = ChatTokenizer()
+    [enc] = encode_examples(
+        tok, [Example("hi", "yes", "r")], max_len=64, completion_only=True, chat=True
+    )
+    prompt = [ord(c) for c in "<u>hi</u><a>"]
+    assert enc.input_ids == prompt + [ord(c) for c in "yes"] + [1]
+    assert enc.labels[: len(prompt)] == [IGNORE_INDEX] * len(prompt)
+    assert tok.calls == [False, False]
