@@ -299,7 +299,7 @@ ADAPTERDEPLOYMENT = KindInfo(
         PrinterColumn("Phase", ".status.phase"),
         PrinterColumn("Desired", ".spec.replicas", "integer"),
         PrinterColumn("Ready", ".status.readyReplicas", "integer"),
-        PrinterColumn("Adapters", ".spec.adapters[*].name", priority=1),
+        PrinterColumn("Adapters", ".status.adaptersLoaded", description="loaded/total"),
         PrinterColumn("Endpoint", ".status.endpoint", priority=1),
         PrinterColumn("Age", ".metadata.creationTimestamp", "date"),
     ),

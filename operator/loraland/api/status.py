@@ -314,3 +314,6 @@ class AdapterDeploymentStatus(_Status):
     endpoint: str | None = Field(default=None, description="In-cluster URL of the Service.")
     runtime: str | None = None
     adapters: list[AdapterStateStatus] = Field(default_factory=list)
+    adapters_loaded: str | None = Field(
+        default=None, description="'loaded/total' adapters, for kubectl get."
+    )

@@ -203,6 +203,7 @@ class AdapterDeployments:
         new.endpoint = endpoint(owner, spec)
         new.runtime = spec.runtime
         new.adapters = adapters
+        new.adapters_loaded = f"{sum(a.state == 'Loaded' for a in adapters)}/{len(adapters)}"
         conds = set_condition(
             new.conditions, Cond.SPEC_VALID, "True", "Accepted", "", generation=generation, now=now
         )
