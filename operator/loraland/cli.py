@@ -18,6 +18,7 @@ from loraland import __version__
 from loraland.api.finetunejob import SpecError
 from loraland.controller.errors import OperatorError
 from loraland.data.errors import DataError
+from loraland.loadtest.errors import LoadTestError
 from loraland.serving.errors import ServerConfigError
 from loraland.settings import Settings
 from loraland.storage import StorageError
@@ -79,6 +80,10 @@ def _register() -> None:
     app.add_typer(operator_app, name="operator")
     app.add_typer(crds_app, name="crds")
 
+    from loraland.loadtest.commands import loadtest_app
+
+    app.add_typer(loadtest_app, name="loadtest")
+
 
 _register()
 
@@ -90,6 +95,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     DataError,
     TrainerError,
     OperatorError,
+    LoadTestError,
 )
 
 
