@@ -194,6 +194,9 @@ class FineTuneJobs:
             return True  # reported by ensure; nothing runs
         if status.job_name is None and not job_created:
             return True  # ensure has not created the children yet
+        if status.job_name is None and status.phase is FineTuneJobPhase.FAILED:
+            # A refused spec was fixed: the job starts over (the table's Failed -> Pending).
+            status.phase = FineTuneJobPhase.PENDING
         jname = job_name(owner.name)
         job = self.kube.get("batch/v1", "Job", owner.namespace, jname)
         if job is not None and not any(
