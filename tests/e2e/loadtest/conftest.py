@@ -1,0 +1,101 @@
+"""A real ``loraland serve`` on the embedded model with two programmatic PEFT adapters.
+
+The adapters are made here (peft ``get_peft_model`` + ``save_pretrained``, random non-zero
+B so they change the output) because the load tests need adapters to mix, not trained ones.
+The server admits at most 3 concurrent requests, so a run with more users than that gets
+real 429 answers.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+# pytest runs with --import-mode=importlib (sys.path untouched): make the support module
+# beside this file importable for the test module.
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+from loadtest_e2e_support import ADAPTERS, MAX_CONCURRENT, Server  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def lora_adapters(
+    tmp_path_factory: pytest.TempPathFactory, base_model_dir: Path
+) -> dict[str, Path]:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path_factory.mktemp("adapters")
+    model = AutoModelForCausalLM.from_pretrained(base_model_dir, dtype=torch.float32)
+    paths = {}
+    for seed, name in enumerate(ADAPTERS):
+        torch.manual_seed(seed)
+        config = LoraConfig(
+            r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], lora_dropout=0.0
+        )
+        peft_model = get_peft_model(model, config)
+        for param_name, param in peft_model.named_parameters():
+            if "lora_B" in param_name:
+                torch.nn.init.normal_(param, std=0.02)
+        peft_model.save_pretrained(out / name)
+        model = peft_model.unload()
+        paths[name] = out / name
+    return paths
+
+
+@pytest.fixture(scope="session")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, base_model_uri: str, lora_adapters: dict[str, Path]
+) -> Iterator[Server]:
+    workdir = tmp_path_factory.mktemp("server")
+    port, grpc_port = _free_port(), _free_port()
+    command = [
+        sys.executable, "-m", "loraland.cli", "serve",
+        "--base-model", base_model_uri,
+        *[arg for name, path in lora_adapters.items() for arg in ("--adapter", f"{name}={path}")],
+        "--host", "127.0.0.1", "--port", str(port), "--grpc-port", str(grpc_port),
+        "--precision", "fp32", "--max-concurrent-requests", str(MAX_CONCURRENT),
+    ]  # fmt: skip
+    log = workdir / "server.log"
+    with log.open("wb") as handle:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
+    server = Server(f"http://127.0.0.1:{port}", f"127.0.0.1:{grpc_port}", log)
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"loraland serve exited early:\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{server.url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"loraland serve not healthy after 240 s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
