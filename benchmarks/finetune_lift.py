@@ -50,8 +50,16 @@ def main() -> int:
     }
     (root / "job.yaml").write_text(yaml.safe_dump(spec))
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
-    command = [sys.executable, "-m", "loraland.cli", "finetune", "-f", str(root / "job.yaml"),
-               "--work-dir", str(root / "work")]
+    command = [
+        sys.executable,
+        "-m",
+        "loraland.cli",
+        "finetune",
+        "-f",
+        str(root / "job.yaml"),
+        "--work-dir",
+        str(root / "work"),
+    ]
     started = time.perf_counter()
     marks: dict[str, float] = {}
     last = ""
@@ -73,12 +81,16 @@ def main() -> int:
     scores = result["scores"]
     train_seconds = marks["evaluating"] - marks["loading"]
     print(f"task: {args.task} ({scores['metric']}, {scores['samples']} eval samples)")
-    print(f"fine-tune: {args.steps} steps x {args.batch_size} examples, {args.threads} threads, "
-          f"training phase {train_seconds:.0f} s (incl. model load), whole command {total:.0f} s")
+    print(
+        f"fine-tune: {args.steps} steps x {args.batch_size} examples, {args.threads} threads, "
+        f"training phase {train_seconds:.0f} s (incl. model load), whole command {total:.0f} s"
+    )
     print(f"base accuracy:    {scores['base'] * 100:5.1f}")
     print(f"adapter accuracy: {scores['adapter'] * 100:5.1f}")
-    print(f"lift:             {(scores['adapter'] - scores['base']) * 100:+5.1f} points "
-          f"(target: >= +40 within 5 minutes of fine-tuning)")
+    print(
+        f"lift:             {(scores['adapter'] - scores['base']) * 100:+5.1f} points "
+        f"(target: >= +40 within 5 minutes of fine-tuning)"
+    )
     return 0
 
 
