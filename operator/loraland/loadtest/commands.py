@@ -95,7 +95,10 @@ def sweep(
         Path | None, typer.Option("--locustfile", help="Another locustfile using our users.")
     ] = None,
     locust_arg: Annotated[
-        list[str] | None, typer.Option("--locust-arg", help="Extra Locust flag, repeatable.")
+        list[str] | None,
+        typer.Option(
+            "--locust-arg", help="One extra Locust argument, e.g. --locust-arg=--processes=4."
+        ),
     ] = None,
     no_check: Annotated[
         bool, typer.Option("--no-check", help="Skip the reachability check of --host.")
