@@ -151,7 +151,9 @@ def load_eval_data(
     prompt = template or task.prompt_template
     bundle = DatasetBundle(source="", template=prompt, output_field=task.output_field, task=task)
     if data_uri is None and task.synthetic:
-        rows = synthetic_rows(task, max_samples or task.eval_size, EVAL_SEED, "eval")
+        # Capped at eval_size: training data excludes exactly these rows, not more.
+        count = min(max_samples or task.eval_size, task.eval_size)
+        rows = synthetic_rows(task, count, EVAL_SEED, "eval")
         bundle.source = f"task://{task.name}"
         bundle.eval, bundle.bad_rows = _examples(
             _synthetic_table(task, rows, "eval"), prompt, task.output_field, task

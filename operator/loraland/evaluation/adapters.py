@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,10 +49,15 @@ def attach_adapters(model: Any, adapters: list[AdapterSource]) -> tuple[Any, lis
     for index, adapter in enumerate(adapters):
         internal = f"a{index}"
         try:
-            if index == 0:
-                model = PeftModel.from_pretrained(model, str(adapter.path), adapter_name=internal)
-            else:
-                model.load_adapter(str(adapter.path), adapter_name=internal)
+            with warnings.catch_warnings():
+                # peft calls a transformers property deprecated in v5; nothing for users to do.
+                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+                if index == 0:
+                    model = PeftModel.from_pretrained(
+                        model, str(adapter.path), adapter_name=internal
+                    )
+                else:
+                    model.load_adapter(str(adapter.path), adapter_name=internal)
         except (ValueError, RuntimeError, KeyError, OSError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StorageError(
