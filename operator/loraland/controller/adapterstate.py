@@ -49,14 +49,15 @@ def parse_builtin_adapters(payload: object) -> dict[str, PodAdapter]:
     return out
 
 
-def parse_vllm_models(payload: object, base_ids: Sequence[str] = ()) -> set[str]:
-    """``GET /v1/models`` of vLLM: LoRA modules are the ids that are not the base model."""
+def parse_vllm_models(payload: object) -> set[str]:
+    """``GET /v1/models`` of vLLM: LoRA modules are the entries with a ``parent`` model."""
     data = payload.get("data") if isinstance(payload, dict) else None
-    ids = {str(m["id"]) for m in data or [] if isinstance(m, dict) and "id" in m}
-    roots = {
-        str(m.get("root")) for m in data or [] if isinstance(m, dict) and m.get("parent") is None
+    entries = data if isinstance(data, list) else []
+    return {
+        str(m["id"])
+        for m in entries
+        if isinstance(m, dict) and "id" in m and m.get("parent") is not None
     }
-    return ids - set(base_ids) - roots
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Annotated, Any, cast
 
 import typer
 import yaml
+
 from loraland.controller.errors import OperatorError
 
 operator_app = typer.Typer(help="Run the loraland operator and its helpers.", no_args_is_help=True)
@@ -126,6 +127,7 @@ def run(
 ) -> None:
     """Run the operator until interrupted."""
     import kopf
+
     from loraland.controller.adapterdeployments import AdapterDeployments
     from loraland.controller.config import OperatorConfig
     from loraland.controller.finetunejobs import FineTuneJobs

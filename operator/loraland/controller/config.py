@@ -11,8 +11,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from loraland import __version__
 from pydantic import BaseModel, ConfigDict, Field
+
+from loraland import __version__
 
 ENV_PREFIX = "LORALAND_OPERATOR_"
 

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
 from loraland.api.finetunejob import FineTuneJobSpec, format_validation_error
 from loraland.api.status import (
     FINETUNEJOB_TRANSITIONS,
@@ -35,7 +37,6 @@ from loraland.controller.podspec import Owner
 from loraland.controller.trainjob import adapter_name, build_children, describe
 from loraland.storage.errors import StorageError
 from loraland.storage.uri import Scheme, parse_uri
-from pydantic import ValidationError
 
 log = logging.getLogger("loraland.operator")
 
@@ -194,9 +195,12 @@ class FineTuneJobs:
             return True  # reported by ensure; nothing runs
         if status.job_name is None and not job_created:
             return True  # ensure has not created the children yet
+        current = status.model_copy(deep=True)
         if status.job_name is None and status.phase is FineTuneJobPhase.FAILED:
             # A refused spec was fixed: the job starts over (the table's Failed -> Pending).
-            status.phase = FineTuneJobPhase.PENDING
+            # Only the computation starts from Pending; the patch is diffed against what is
+            # stored, so the stored Failed is overwritten.
+            current.phase = FineTuneJobPhase.PENDING
         jname = job_name(owner.name)
         job = self.kube.get("batch/v1", "Job", owner.namespace, jname)
         if job is not None and not any(
@@ -222,7 +226,7 @@ class FineTuneJobs:
         now = utc_now()
         generation = owner.generation
         new = next_status(
-            status,
+            current,
             observation,
             generation=generation,
             job_name=jname,

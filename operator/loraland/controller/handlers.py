@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 import kopf
+
 from loraland.api.finetunejob import API_GROUP
 from loraland.controller.adapterdeployments import AdapterDeployments
 from loraland.controller.errors import RetryLater, SpecRejected

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from loraland.api.progress import TrainingResult
 from loraland.api.status import (
     FINETUNEJOB_TRANSITIONS,
@@ -26,7 +28,6 @@ from loraland.api.status import (
     set_condition,
 )
 from loraland.controller.trainjob import RELAY_CONTAINER, TRAINER_CONTAINER
-from pydantic import ValidationError
 
 Manifest = dict[str, Any]
 Phase = FineTuneJobPhase

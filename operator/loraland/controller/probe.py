@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
+
 from loraland.controller.adapterstate import (
     PodAdapter,
     PodReport,

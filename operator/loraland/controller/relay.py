@@ -25,10 +25,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from pydantic import ValidationError
+
 from loraland.api.progress import TrainingProgress, TrainingResult
 from loraland.api.status import progress_status, result_status, utc_now
 from loraland.controller.kube import Kube
-from pydantic import ValidationError
 
 log = logging.getLogger("loraland.relay")
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
+
 from loraland.api.adapterdeployment import AdapterDeploymentSpec
 from loraland.controller.config import OperatorConfig
 from loraland.controller.names import (

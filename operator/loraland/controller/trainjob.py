@@ -20,6 +20,7 @@ them), the ``app.kubernetes.io/*`` labels, and a name derived from the job's nam
 from __future__ import annotations
 
 import yaml
+
 from loraland.api.finetunejob import API_VERSION, KIND, FineTuneJobSpec
 from loraland.controller.config import OperatorConfig
 from loraland.controller.names import (

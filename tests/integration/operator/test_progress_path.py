@@ -199,3 +199,12 @@ def test_trainer_progress_reaches_kubectl_and_the_adapter_reaches_serving(
         "the serving pods' adapter list to include tiny",
     )
     assert any(e.startswith("Deployed:") for e in objects.events(namespace, "tiny"))
+
+
+def test_operator_never_needed_a_right_it_was_not_given(running_operator: OperatorProcess) -> None:
+    """The session operator runs with exactly loraland.controller.rbac's rules (last test)."""
+    logs = "".join(p.read_text(errors="replace") for p in running_operator.log_dir.glob("*.log"))
+    assert logs, "no operator log"
+    # (Namespaces the tests delete refuse new events with a 403 too; that is not RBAC.)
+    denied = re.findall(r'forbidden: User "[^"]+" cannot [^\n]{0,200}', logs)
+    assert not denied, denied[:3]

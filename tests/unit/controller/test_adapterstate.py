@@ -88,7 +88,7 @@ def test_waiting_and_unobservable() -> None:
 def test_vllm_models_and_plan() -> None:
     payload = {
         "data": [
-            {"id": "base", "root": "base", "parent": None},
+            {"id": "served-name", "root": "/models/base", "parent": None},
             {"id": "a", "root": "/mnt/pvc/a/a", "parent": "base"},
             {"id": "old", "root": "/mnt/pvc/a/old", "parent": "base"},
         ]
