@@ -39,7 +39,7 @@ def make_adapters(base_dir: Path, out: Path, base_uri: str) -> dict[str, Path]:
         peft_model = get_peft_model(model, config)
         for param_name, param in peft_model.named_parameters():
             if "lora_B" in param_name:
-                torch.nn.init.normal_(param, std=0.05)
+                torch.nn.init.normal_(param, std=0.1)
         peft_model.save_pretrained(out / name)
         model = peft_model.unload()
         paths[name] = out / name

@@ -68,7 +68,7 @@ def test_mixed_batch_matches_peft_alone(
     model.eval()
 
     mismatches = []
-    differs_from_base = 0
+    changed: set[str] = set()
     base_outputs: dict[str, list[int]] = {}
     for (prompt, adapter, max_new_tokens), got in zip(jobs, served, strict=True):
         ids = tokenizer(prompt, return_tensors="pt").input_ids
@@ -84,8 +84,8 @@ def test_mixed_batch_matches_peft_alone(
             mismatches.append((prompt, adapter, expected, got))
         if adapter is None:
             base_outputs[prompt] = expected
-        elif expected != base_outputs.get(prompt, [])[: len(expected)]:
-            differs_from_base += 1
+        elif expected != base_outputs[prompt][: len(expected)]:
+            changed.add(adapter)
     assert not mismatches, mismatches
-    # The adapters really change the output, so matching them means something.
-    assert differs_from_base >= len(PROMPTS) * len(GOOD_ADAPTERS) // 2
+    # Every adapter really changes some output, so matching it means something.
+    assert changed == set(GOOD_ADAPTERS)
