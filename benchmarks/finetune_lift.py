@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -77,6 +78,8 @@ def main() -> int:
         print(f"finetune failed with exit code {proc.returncode}", file=sys.stderr)
         return 1
     total = time.perf_counter() - started
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = usage.ru_utime + usage.ru_stime
     result = json.loads(last)
     scores = result["scores"]
     train_seconds = marks["evaluating"] - marks["loading"]
@@ -84,6 +87,11 @@ def main() -> int:
     print(
         f"fine-tune: {args.steps} steps x {args.batch_size} examples, {args.threads} threads, "
         f"training phase {train_seconds:.0f} s (incl. model load), whole command {total:.0f} s"
+    )
+    # Wall time depends on whatever else the machine runs; CPU time does not.
+    print(
+        f"CPU time of the command {cpu:.0f} s (= {cpu / args.threads:.0f} s of wall time on "
+        f"{args.threads} idle cores); load average now {os.getloadavg()[0]:.1f}"
     )
     print(f"base accuracy:    {scores['base'] * 100:5.1f}")
     print(f"adapter accuracy: {scores['adapter'] * 100:5.1f}")
