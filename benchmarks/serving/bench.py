@@ -197,12 +197,22 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--adapters", type=int, default=8)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads for both servers and the bare forward pass (default: torch's)",
+    )
     args = parser.parse_args()
 
     from loraland.settings import Settings
     from loraland.storage import resolve
 
     base_dir = resolve(BASE_URI, Settings.from_env())
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="loraland-bench-"))
     adapters = make_adapters(base_dir, work / "adapters", args.adapters)
     names = list(adapters)
@@ -228,6 +238,7 @@ def main() -> None:
         "adapters": [{"name": n, "uri": str(p)} for n, p in adapters.items()],
         "max_loaded_adapters": args.adapters,
         "max_batch_size": max(most, 1),
+        "threads": args.threads,
     }
     config_file = work / "serve.json"
     config_file.write_text(json.dumps(config))
@@ -263,6 +274,8 @@ def main() -> None:
         str(port),
     ]
     cmd += [f"--adapter={n}={p}" for n, p in adapters.items()]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
     naive = start(cmd, port, work / "naive.log")
     try:
         for users in args.users:
@@ -272,7 +285,11 @@ def main() -> None:
 
     print()
     cpus = os.cpu_count()
-    print(f"{args.new_tokens} new tokens per request, {args.duration:.0f} s per point, {cpus} CPUs")
+    threads = args.threads or "default"
+    print(
+        f"{args.new_tokens} new tokens per request, {args.duration:.0f} s per point, "
+        f"{cpus} CPUs, torch threads: {threads}"
+    )
     columns = ["server".ljust(28), "users", "tokens/s", "TTFT p50", "TTFT p95"]
     columns += ["total p50", "total p95", "requests"]
     print("| " + " | ".join(columns) + " |")

@@ -113,7 +113,10 @@ def main() -> None:
     parser.add_argument("--base-dir", required=True)
     parser.add_argument("--adapter", action="append", default=[])
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     adapters = dict(a.split("=", 1) for a in args.adapter)
     uvicorn.run(
         build(args.base_dir, adapters), host="127.0.0.1", port=args.port, log_level="warning"

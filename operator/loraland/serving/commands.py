@@ -51,6 +51,9 @@ def serve(
         str | None, typer.Option("--precision", help="auto | fp32 | bf16 | fp16")
     ] = None,
     device: Annotated[str | None, typer.Option("--device")] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="torch CPU threads (e.g. the CPU limit).")
+    ] = None,
     max_batch_size: Annotated[int | None, typer.Option("--max-batch-size")] = None,
     max_input_tokens: Annotated[int | None, typer.Option("--max-input-tokens")] = None,
     max_total_tokens: Annotated[int | None, typer.Option("--max-total-tokens")] = None,
@@ -75,6 +78,7 @@ def serve(
         "grpc_port": grpc_port,
         "precision": precision,
         "device": device,
+        "threads": threads,
         "max_batch_size": max_batch_size,
         "max_input_tokens": max_input_tokens,
         "max_total_tokens": max_total_tokens,

@@ -77,6 +77,12 @@ class ServerConfig(_Model):
 
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: str = "auto"
+    threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="torch CPU threads (default: torch's choice, all visible cores); set it "
+        "to the pod's CPU limit, as threads beyond the CPUs really available stall each other",
+    )
 
     max_batch_size: int = Field(default=32, ge=1)
     max_input_tokens: int = Field(default=1024, ge=1)
@@ -88,6 +94,12 @@ class ServerConfig(_Model):
     max_concurrent_requests: int = Field(default=128, ge=1)
     max_queue_length: int = Field(default=256, ge=0)
     max_stop_sequences: int = Field(default=4, ge=0)
+    waiting_served_ratio: float = Field(
+        default=0.3, ge=0, description="prefill once this many waiting per running request"
+    )
+    max_waiting_steps: int = Field(
+        default=4, ge=0, description="or once the oldest has waited this many steps"
+    )
     max_loaded_adapters: int = Field(default=8, ge=1, description="adapters ready for compute")
     max_host_adapters: int = Field(default=64, ge=1, description="adapters kept in host memory")
     max_lora_rank: int = Field(default=64, ge=1)

@@ -14,6 +14,7 @@ from loraland.modeling import load_base_model
 from loraland.serving.config import ServerConfig
 from loraland.serving.engine.batch import ModelRunner
 from loraland.serving.engine.loop import Engine, EngineLimits, TokenizerInfo
+from loraland.serving.engine.scheduler import PrefillPolicy
 from loraland.serving.lora.layers import LoraSlotBank
 from loraland.serving.lora.loading import BaseModelShape
 from loraland.serving.lora.manager import AdapterManager
@@ -52,6 +53,10 @@ def _ids(value: object) -> Iterable[int]:
 
 def build_runtime(config: ServerConfig, settings: Settings, metrics: ServingMetrics) -> Runtime:
     """Load the base model and start the engine; adapters from the config start loading."""
+    if config.threads is not None:
+        import torch
+
+        torch.set_num_threads(config.threads)
     loaded = load_base_model(
         config.base_model, settings, precision=config.precision, device=config.device
     )
@@ -87,6 +92,7 @@ def build_runtime(config: ServerConfig, settings: Settings, metrics: ServingMetr
             max_batch_prefill_tokens=config.max_batch_prefill_tokens,
             max_concurrent_requests=config.max_concurrent_requests,
             max_queue_length=config.max_queue_length,
+            prefill=PrefillPolicy(config.waiting_served_ratio, config.max_waiting_steps),
         ),
         metrics,
     )

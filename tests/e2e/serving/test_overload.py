@@ -26,6 +26,8 @@ def small_server(
         f"a1={adapter_dirs['a1']}",
         "--precision",
         "fp32",
+        "--threads",
+        "1",
         "--max-batch-size",
         "1",
         "--max-concurrent-requests",

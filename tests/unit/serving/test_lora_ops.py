@@ -6,7 +6,12 @@ import pytest
 import torch
 from loraland.serving.lora.layers import LoraSlotBank
 from loraland.serving.lora.loading import LoadedAdapter, ModuleWeights
-from loraland.serving.lora.ops import batched_lora_delta, reference_lora_delta
+from loraland.serving.lora.ops import (
+    batched_lora_delta,
+    gather_lora_delta,
+    reference_lora_delta,
+    slot_layout,
+)
 from torch import nn
 
 
@@ -19,15 +24,48 @@ def slot_tensors(slots: int, rank: int, d_in: int, d_out: int) -> tuple[torch.Te
     return a, b, scale
 
 
+def batched(
+    x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, idx: torch.Tensor
+) -> torch.Tensor:
+    """batched_lora_delta on ``[n, t, in]`` rows, the way the Linear wrapper calls it."""
+    n, tokens, d_in = x.shape
+    active, onehot = slot_layout(idx, x.dtype)
+    delta = batched_lora_delta(
+        x.reshape(n * tokens, d_in),
+        a,
+        b,
+        scale,
+        active,
+        onehot.repeat_interleave(tokens, 0),
+        idx.repeat_interleave(tokens, 0),
+    )
+    return delta.view(n, tokens, -1)
+
+
 @pytest.mark.parametrize("tokens", [1, 5])
-def test_batched_matches_reference(tokens: int) -> None:
+@pytest.mark.parametrize("op", [batched, gather_lora_delta])
+def test_batched_ops_match_reference(tokens: int, op: object) -> None:
     a, b, scale = slot_tensors(5, 4, 16, 12)
     x = torch.randn(7, tokens, 16)
     idx = torch.tensor([3, 0, 1, 3, 4, 2, 0])
-    fast = batched_lora_delta(x, a, b, scale, idx)
+    fast = op(x, a, b, scale, idx)  # type: ignore[operator]
     assert fast.shape == (7, tokens, 12)
     torch.testing.assert_close(fast, reference_lora_delta(x, a, b, scale, idx))
     assert torch.equal(fast[1], torch.zeros_like(fast[1]))  # slot 0 adds exactly nothing
+
+
+def test_slot_layout() -> None:
+    active, onehot = slot_layout(torch.tensor([4, 2, 4, 7]), torch.float32)
+    assert active.tolist() == [2, 4, 7]
+    assert onehot.tolist() == [[0, 1, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]]
+
+
+def test_single_adapter_batch_is_plain_lora() -> None:
+    a, b, scale = slot_tensors(3, 4, 8, 6)
+    x = torch.randn(4, 2, 8)
+    idx = torch.tensor([2, 2, 2, 2])
+    expected = (x @ a[2].T) @ b[2].T * scale[2]
+    torch.testing.assert_close(batched(x, a, b, scale, idx), expected)
 
 
 def test_zero_padding_to_a_larger_rank_changes_nothing() -> None:
@@ -37,8 +75,7 @@ def test_zero_padding_to_a_larger_rank_changes_nothing() -> None:
     x = torch.randn(3, 2, 8)
     idx = torch.tensor([1, 2, 0])
     torch.testing.assert_close(
-        batched_lora_delta(x, padded_a, padded_b, scale, idx),
-        batched_lora_delta(x, a, b, scale, idx),
+        batched(x, padded_a, padded_b, scale, idx), batched(x, a, b, scale, idx)
     )
 
 

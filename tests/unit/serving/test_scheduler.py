@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from loraland.serving.engine.scheduler import Budget, Running, Waiting, plan_step
+from loraland.serving.engine.scheduler import (
+    Budget,
+    PrefillPolicy,
+    Running,
+    Waiting,
+    plan_step,
+    prefill_due,
+)
 
 BUDGET = Budget(
     max_batch_size=4, max_batch_total_tokens=400, max_batch_prefill_tokens=120, adapter_slots=2
@@ -68,3 +75,13 @@ def test_new_adapters_take_free_slots_once() -> None:
 
 def test_nothing_waiting_nothing_admitted() -> None:
     assert plan_step([], [Running("r0", 10)], BUDGET).admit == ()
+
+
+def test_prefill_waits_for_company_while_a_batch_runs() -> None:
+    policy = PrefillPolicy(waiting_served_ratio=0.5, max_waiting_steps=3)
+    assert not prefill_due(0, 0, 0, policy)
+    assert prefill_due(1, 0, 0, policy)  # idle engine: at once
+    assert not prefill_due(1, 8, 0, policy)  # 1 < 0.5 x 8
+    assert prefill_due(4, 8, 0, policy)
+    assert prefill_due(1, 8, 3, policy)  # waited long enough
+    assert prefill_due(1, 8, 0, PrefillPolicy(max_waiting_steps=0))

@@ -19,7 +19,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from loraland.serving.engine.batch import Batch, ModelRunner
@@ -32,7 +32,14 @@ from loraland.serving.engine.request import (
     Token,
 )
 from loraland.serving.engine.sampling import RowSampler, next_tokens
-from loraland.serving.engine.scheduler import Budget, Running, Waiting, plan_step
+from loraland.serving.engine.scheduler import (
+    Budget,
+    PrefillPolicy,
+    Running,
+    Waiting,
+    plan_step,
+    prefill_due,
+)
 from loraland.serving.errors import Overloaded
 from loraland.serving.telemetry import ServingMetrics
 
@@ -56,6 +63,7 @@ class EngineLimits:
     max_batch_prefill_tokens: int
     max_concurrent_requests: int
     max_queue_length: int
+    prefill: PrefillPolicy = field(default_factory=PrefillPolicy)
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,7 @@ class Engine:
         self._stop = False
         self._thread: threading.Thread | None = None
         self.steps = 0
+        self._steps_waited = 0
 
     # -- called from other threads -------------------------------------------------
 
@@ -192,9 +201,14 @@ class Engine:
         self.metrics.running.set(len(self._batch) if self._batch else 0)
 
     def _admit(self) -> None:
-        if not self._waiting:
-            return
         batch = self._batch
+        running_rows = len(batch) if batch is not None else 0
+        if not prefill_due(
+            len(self._waiting), running_rows, self._steps_waited, self.limits.prefill
+        ):
+            self._steps_waited += 1 if self._waiting else 0
+            return
+        self._steps_waited = 0
         running = [
             Running(s.id, s.reservation, s.request.adapter) for s in (batch.states if batch else [])
         ]

@@ -7,6 +7,12 @@ a request is admitted only if ``(rows + 1) x longest reservation`` stays within
 rows generate. Prefill is padded too, so the new rows' ``count x longest prompt`` must fit
 ``max_batch_prefill_tokens`` (a lone request is always allowed, or it could never run).
 
+Each prefill is a forward pass of its own that stalls every running row, and one
+prefill of four prompts costs far less than four of one. So while a batch runs, new
+requests are held back until enough of them wait (``waiting_served_ratio`` of the
+running rows) or they have waited ``max_waiting_steps`` steps (TGI's idea, in steps);
+an idle engine prefills at once, which keeps single-user latency low.
+
 Adapters need a device slot. Slots held by running rows are never taken away, so a
 request whose adapter has no slot and cannot get one waits, and requests behind it
 (for other adapters, or the base model) go ahead. A request that does not fit the token
@@ -85,3 +91,18 @@ def plan_step(waiting: Sequence[Waiting], running: Iterable[Running], budget: Bu
         longest = new_longest
         longest_prompt = new_prompt
     return Plan(admit=tuple(admitted), blocked_by=blocked_by)
+
+
+@dataclass(frozen=True)
+class PrefillPolicy:
+    waiting_served_ratio: float = 0.3
+    max_waiting_steps: int = 4
+
+
+def prefill_due(waiting: int, running: int, steps_waited: int, policy: PrefillPolicy) -> bool:
+    """Whether to prefill waiting requests at this step (see the module docstring)."""
+    if waiting == 0:
+        return False
+    if running == 0 or steps_waited >= policy.max_waiting_steps:
+        return True
+    return waiting >= policy.waiting_served_ratio * running

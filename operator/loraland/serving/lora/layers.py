@@ -19,19 +19,35 @@ import torch
 from torch import nn
 
 from loraland.serving.lora.loading import LoadedAdapter
-from loraland.serving.lora.ops import batched_lora_delta
+from loraland.serving.lora.ops import batched_lora_delta, slot_layout
 
 
 @dataclass
 class LoraContext:
-    """Per-forward state shared by every wrapper."""
+    """Per-forward state shared by every wrapper (set by :meth:`LoraSlotBank.set_rows`)."""
 
-    #: Slot of each row, ``[n]``; None when no row uses an adapter (wrappers do nothing).
-    slots: torch.Tensor | None = None
     #: Rows that use an adapter, when only some do (the others skip the LoRA math).
     rows: torch.Tensor | None = None
+    #: The distinct slots in use, ``[k]``; None when no row uses an adapter.
+    active: torch.Tensor | None = None
+    #: Slot of each adapter row, ``[n]``, and its one-hot position in ``active``, ``[n, k]``.
+    row_slots: torch.Tensor | None = None
+    onehot: torch.Tensor | None = None
     #: Largest rank among the slots in use: the slot tensors are sliced to it.
     rank: int = 0
+    #: ``row_slots`` / ``onehot`` repeated per token, by tokens per row (prefill).
+    per_token: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+
+    def expanded(self, tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+        assert self.row_slots is not None and self.onehot is not None
+        if tokens == 1:
+            return self.row_slots, self.onehot
+        if tokens not in self.per_token:
+            self.per_token[tokens] = (
+                self.row_slots.repeat_interleave(tokens, 0),
+                self.onehot.repeat_interleave(tokens, 0),
+            )
+        return self.per_token[tokens]
 
 
 class BatchedLoraLinear(nn.Module):
@@ -73,17 +89,26 @@ class BatchedLoraLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y: torch.Tensor = self.base(x)
         ctx = self.context
-        if ctx.slots is None or ctx.rank == 0:
+        if ctx.active is None or ctx.rank == 0:
             return y
         if x.dim() != 3:
             raise ValueError(
                 f"expected [batch, tokens, features] input, got shape {tuple(x.shape)}"
             )
-        a = self.lora_a[:, : ctx.rank]
-        b = self.lora_b[:, :, : ctx.rank]
+        rows = x if ctx.rows is None else x.index_select(0, ctx.rows)
+        n, tokens, _ = rows.shape
+        row_slots, onehot = ctx.expanded(tokens)
+        delta = batched_lora_delta(
+            rows.reshape(n * tokens, self.in_features),
+            self.lora_a[:, : ctx.rank],
+            self.lora_b[:, :, : ctx.rank],
+            self.scale,
+            ctx.active,
+            onehot,
+            row_slots,
+        ).view(n, tokens, self.out_features)
         if ctx.rows is None:
-            return y + batched_lora_delta(x, a, b, self.scale, ctx.slots)
-        delta = batched_lora_delta(x.index_select(0, ctx.rows), a, b, self.scale, ctx.slots)
+            return y + delta
         return y.index_add(0, ctx.rows, delta)
 
 
@@ -118,23 +143,25 @@ class LoraSlotBank:
     def set_rows(self, slots: list[int]) -> None:
         """Set the per-row slots for the next forward(s)."""
         ctx = self.context
+        ctx.per_token = {}
         used = [s for s in slots if s]
         if not used:
-            ctx.slots, ctx.rows, ctx.rank = None, None, 0
+            ctx.rows, ctx.active, ctx.row_slots, ctx.onehot, ctx.rank = None, None, None, None, 0
             return
-        device = self._device()
-        ctx.slots = torch.tensor(slots, dtype=torch.long, device=device)
-        ctx.rank = max(self.ranks[s] for s in used)
+        device, dtype = self._device_dtype()
+        ctx.row_slots = torch.tensor(used, dtype=torch.long, device=device)
+        ctx.active, ctx.onehot = slot_layout(ctx.row_slots, dtype)
+        ctx.rank = max(self.ranks[s] for s in set(used))
         if len(used) == len(slots):
             ctx.rows = None
         else:
             ctx.rows = torch.tensor(
                 [i for i, s in enumerate(slots) if s], dtype=torch.long, device=device
             )
-            ctx.slots = ctx.slots.index_select(0, ctx.rows)
 
-    def _device(self) -> torch.device:
-        return next(self.model.parameters()).device
+    def _device_dtype(self) -> tuple[torch.device, torch.dtype]:
+        param = next(self.model.parameters())
+        return param.device, param.dtype
 
     def _wrap(self, name: str) -> None:
         if name in self.wrappers:
