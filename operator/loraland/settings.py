@@ -25,6 +25,9 @@ class Settings:
     cache_dir: Path
     pvc_root: Path = PVC_MOUNT_ROOT
     hf_offline: bool = False
+    #: Read-only model caches searched before ``models_dir``: an image bakes the converted
+    #: embedded model there, where a volume mounted over the writable cache can't hide it.
+    preloaded_models_dirs: tuple[Path, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -34,6 +37,9 @@ class Settings:
             cache_dir=Path(cache).expanduser().absolute(),
             pvc_root=Path(env.get("LORALAND_PVC_ROOT", str(PVC_MOUNT_ROOT))),
             hf_offline=env.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"},
+            preloaded_models_dirs=tuple(
+                Path(p) for p in env.get("LORALAND_PRELOADED_MODELS", "").split(os.pathsep) if p
+            ),
         )
 
     @property

@@ -25,6 +25,9 @@ def resolve(uri: str, settings: Settings, progress: builtin.Progress | None = No
     parsed = parse_uri(uri)
     if parsed.scheme is Scheme.BUILTIN:
         model = builtin.lookup(parsed.raw, parsed.location)
+        for preloaded in settings.preloaded_models_dirs:
+            if builtin.is_converted(builtin.converted_dir(model, preloaded)):
+                return builtin.converted_dir(model, preloaded)
         return builtin.ensure_converted(model, settings.models_dir, progress)
     if parsed.scheme is Scheme.FILE:
         return _existing(parsed, Path(parsed.location).expanduser(), "check the path")
@@ -61,9 +64,15 @@ def _fetch_hf(parsed: ArtifactURI, settings: Settings) -> Path:
             token=os.environ.get("HF_TOKEN") or None,
         )
     except GatedRepoError:
-        raise StorageError(parsed.raw, "the repository is gated", "set HF_TOKEN to a token with access") from None
+        raise StorageError(
+            parsed.raw, "the repository is gated", "set HF_TOKEN to a token with access"
+        ) from None
     except RepositoryNotFoundError:
-        raise StorageError(parsed.raw, "repository not found on the Hub", "check the name, or set HF_TOKEN for a private repository") from None
+        raise StorageError(
+            parsed.raw,
+            "repository not found on the Hub",
+            "check the name, or set HF_TOKEN for a private repository",
+        ) from None
     except RevisionNotFoundError:
         raise StorageError(parsed.raw, f"revision '{parsed.revision}' not found") from None
     except LocalEntryNotFoundError:
@@ -100,11 +109,18 @@ def _fetch_s3(parsed: ArtifactURI, settings: Settings) -> Path:
         else:
             listing = {p: info for p, info in fs.find(root, detail=True).items()}
     except (OSError, ValueError) as exc:
-        raise StorageError(parsed.raw, f"cannot list the S3 prefix: {exc}", "check credentials and AWS_ENDPOINT_URL") from None
+        raise StorageError(
+            parsed.raw,
+            f"cannot list the S3 prefix: {exc}",
+            "check credentials and AWS_ENDPOINT_URL",
+        ) from None
     if not listing:
         raise StorageError(parsed.raw, "no objects under this S3 prefix")
     fingerprint = hashlib.sha256(
-        "\n".join(f"{p} {info.get('ETag', '')} {info.get('size', '')}" for p, info in sorted(listing.items())).encode()
+        "\n".join(
+            f"{p} {info.get('ETag', '')} {info.get('size', '')}"
+            for p, info in sorted(listing.items())
+        ).encode()
     ).hexdigest()[:16]
     target = settings.cache_dir / "s3" / parsed.location / (parsed.path or "_root") / fingerprint
     if target.exists():

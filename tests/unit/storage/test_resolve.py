@@ -68,7 +68,9 @@ def test_hf_offline_missing_repo_is_clear(tmp_settings: Settings) -> None:
         resolve("hf://acme/absent", offline)
 
 
-def test_hf_unreachable_hub_is_clear(tmp_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hf_unreachable_hub_is_clear(
+    tmp_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A loopback port nobody listens on: the connection is refused at once.
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -81,3 +83,20 @@ def test_hf_unreachable_hub_is_clear(tmp_settings: Settings, monkeypatch: pytest
         resolve("hf://acme/absent", tmp_settings)
     assert "hf://acme/absent" in str(info.value)
     assert "cannot be reached" in str(info.value)
+
+
+def test_preloaded_builtin_model_wins_over_the_cache(tmp_path: Path) -> None:
+    from loraland.storage.builtin import BUILTIN_MODELS, converted_dir
+
+    model = BUILTIN_MODELS["smollm2-135m-instruct"]
+    baked = converted_dir(model, tmp_path / "baked")
+    baked.mkdir(parents=True)
+    (baked / "config.json").write_text("{}")
+    (baked / "model.safetensors").write_bytes(b"")
+    settings = Settings.from_env(
+        {
+            "LORALAND_CACHE": str(tmp_path / "cache"),
+            "LORALAND_PRELOADED_MODELS": str(tmp_path / "baked"),
+        }
+    )
+    assert resolve(model.uri, settings) == baked
