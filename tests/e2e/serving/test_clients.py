@@ -21,6 +21,17 @@ def test_text_generation_client(server: ServerProcess) -> None:
     assert streamed[-1].generated_text == response.generated_text
     assert streamed[-1].details is not None and streamed[-1].details.finish_reason == "length"
     assert all(s.generated_text is None for s in streamed[:-1])
+    # Per-request sampling: a seed reproduces the text; prompt logprobs on request.
+    first = client.generate(PROMPT, max_new_tokens=6, do_sample=True, temperature=0.9, seed=5)
+    again = client.generate(PROMPT, max_new_tokens=6, do_sample=True, temperature=0.9, seed=5)
+    assert first.generated_text == again.generated_text and first.details.seed == 5
+    detailed = client.generate(
+        PROMPT, max_new_tokens=2, decoder_input_details=True, return_full_text=True
+    )
+    prefill = detailed.details.prefill
+    assert [t.text for t in prefill] == ["The", " capital", " of", " France", " is"]
+    assert prefill[0].logprob is None and all(t.logprob is not None for t in prefill[1:])
+    assert detailed.generated_text.startswith(PROMPT)
 
 
 def test_text_generation_client_errors(server: ServerProcess) -> None:
