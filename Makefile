@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 demo: venv
-	$(VENV)/bin/loraland models resolve builtin://smollm2-135m-instruct
+	$(VENV)/bin/loraland demo --out demo-out
 
 test: venv $(TEST_PREREQS)
 	$(PY) -m pytest tests

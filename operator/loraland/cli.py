@@ -84,6 +84,10 @@ def _register() -> None:
 
     app.add_typer(loadtest_app, name="loadtest")
 
+    from loraland.demo.commands import demo
+
+    app.command("demo")(demo)
+
 
 _register()
 
