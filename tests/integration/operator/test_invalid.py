@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from cluster import KubeCluster
-from optools import Objects, OperatorProcess, adep_manifest, ftj_manifest
+from optools import Objects, OperatorProcess, adep_manifest, ftj_manifest, until
 
 pytestmark = pytest.mark.integration
 
@@ -131,7 +131,11 @@ def test_operator_reports_in_status_with_the_field_named(
     assert field in status["message"], status["message"]
     spec_valid = {c["type"]: c for c in status["conditions"]}["SpecValid"]
     assert spec_valid["status"] == "False" and field in spec_valid["message"]
-    assert any(
-        e.startswith("InvalidSpec:") or e.startswith("Failed:")
-        for e in objects.events(namespace, "bad")
+    # Kopf posts events after the status patch, so the event may trail the phase a little.
+    until(
+        lambda: any(
+            e.startswith(("InvalidSpec:", "Failed:")) for e in objects.events(namespace, "bad")
+        ),
+        what="an InvalidSpec or Failed event",
+        timeout=30,
     )
