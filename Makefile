@@ -14,7 +14,7 @@ TEST_PREREQS :=
 -include hack/cluster.mk
 .DEFAULT_GOAL := help
 
-.PHONY: help venv demo test test-unit test-integration test-e2e lint typecheck crds operator-run \
+.PHONY: help venv demo test test-unit test-integration test-e2e lint typecheck crds chart-crds operator-run \
         cluster-bin cluster-up cluster-down clean-venv
 
 venv: $(STAMP)
@@ -52,9 +52,15 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
-# crds/ is generated from operator/loraland/api (a unit test fails when it is stale).
+# crds/ is generated from operator/loraland/api (a unit test fails when it is stale);
+# the Helm chart carries a copy (tests/unit/chart fails when they differ).
 crds: venv
 	$(VENV)/bin/loraland crds generate --out crds
+	$(MAKE) chart-crds
+
+chart-crds:
+	rm -f charts/loraland/crds/*.yaml
+	cp crds/*.yaml charts/loraland/crds/
 
 # The operator against the current kubeconfig (e.g. after `make cluster-up`).
 operator-run: venv
