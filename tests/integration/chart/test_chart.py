@@ -1,0 +1,202 @@
+"""The Helm chart: lint, RBAC equal to the operator's needs, dry run, install, reconcile.
+
+Rendering tests need only the helm binary; the rest run against the session's kwok
+cluster. The last test is the whole install story: ``helm install`` creates everything,
+then ``loraland operator run`` (a local process standing in for the chart's pod, which
+kwok does not really run) authenticates as the chart's ServiceAccount, so the chart's
+RBAC is what gets exercised, and reconciles examples/finetunejob.yaml into a Job.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cluster import KubeCluster
+from loraland import __version__
+from loraland.controller.rbac import operator_rules
+from optools import (
+    REPO,
+    Objects,
+    OperatorProcess,
+    kubeconfig_for_token,
+    pv_for_claim,
+    service_account_token,
+    until,
+)
+
+pytestmark = pytest.mark.integration
+
+CHART = str(REPO / "charts" / "loraland")
+#: Rights on cluster-scoped objects; everything else is used inside watched namespaces.
+CLUSTER_SCOPED = {
+    ("", "namespaces"),
+    ("apiextensions.k8s.io", "customresourcedefinitions"),
+    ("kopf.dev", "clusterkopfpeerings"),
+}
+
+Rule = tuple[str, str, str]
+Helm = Callable[..., subprocess.CompletedProcess[str]]  # the `helm` fixture
+
+
+def render(helm: Helm, *values: str, namespace: str = "loraland-system") -> list[dict[str, Any]]:
+    args = ["template", "rel", CHART, "--namespace", namespace]
+    for value in values:
+        args += ["--set", value]
+    return [d for d in yaml.safe_load_all(helm(*args).stdout) if d]
+
+
+def flatten(rules: Iterable[dict[str, Any]]) -> set[Rule]:
+    return {
+        (group, resource, verb)
+        for rule in rules
+        for group in rule.get("apiGroups", [])
+        for resource in rule.get("resources", [])
+        for verb in rule.get("verbs", [])
+    }
+
+
+def bound_rules(docs: list[dict[str, Any]], binding_kind: str) -> set[Rule]:
+    """Rules of the ClusterRoles that bindings of ``binding_kind`` grant the operator."""
+    roles = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ClusterRole"}
+    out: set[Rule] = set()
+    for binding in (d for d in docs if d["kind"] == binding_kind):
+        assert binding["roleRef"]["kind"] == "ClusterRole"
+        assert [s["name"] for s in binding["subjects"]] == ["rel-loraland"]
+        out |= flatten(roles[binding["roleRef"]["name"]]["rules"])
+    return out
+
+
+def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind]
+    assert len(found) == 1, f"{len(found)} {kind}s"
+    return found[0]
+
+
+# --------------------------------------------------------------------- rendering only
+
+
+@pytest.mark.parametrize("values", [[], ["watchNamespaces={team-a,team-b}", "replicaCount=2"]])
+def test_helm_lint_is_clean(helm: Helm, values: list[str]) -> None:
+    args = ["lint", "--strict", CHART]
+    for value in values:
+        args += ["--set", value]
+    out = helm(*args).stdout
+    assert "0 chart(s) failed" in out
+    assert "[WARNING]" not in out and "[ERROR]" not in out
+
+
+def test_cluster_wide_rbac_is_exactly_the_operators_rules(helm: Helm) -> None:
+    docs = render(helm)
+    assert not [d for d in docs if d["kind"] in ("Role", "RoleBinding")]
+    assert bound_rules(docs, "ClusterRoleBinding") == flatten(operator_rules())
+
+
+def test_namespaced_rbac_grants_namespaced_rights_only_in_watched_namespaces(helm: Helm) -> None:
+    docs = render(helm, "watchNamespaces={team-a,team-b}")
+    needed = flatten(operator_rules())
+    cluster_wide = bound_rules(docs, "ClusterRoleBinding")
+    per_namespace = bound_rules(docs, "RoleBinding")
+    assert {(g, r) for g, r, _ in cluster_wide} <= CLUSTER_SCOPED
+    assert not {(g, r) for g, r, _ in per_namespace} & CLUSTER_SCOPED
+    # Everything the operator uses, except cluster-wide peering (it peers per namespace).
+    assert cluster_wide | per_namespace == {
+        rule for rule in needed if rule[1] != "clusterkopfpeerings"
+    }
+    bindings = [d for d in docs if d["kind"] == "RoleBinding"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    args = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=team-a" in args and "--namespace=team-b" in args
+    assert "--all-namespaces" not in args
+
+
+def test_operator_deployment_is_hardened_and_configured(helm: Helm) -> None:
+    docs = render(helm, "images.trainer.tag=dev", "peering.name=blue")
+    deployment = one(docs, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["serviceAccountName"] == one(docs, "ServiceAccount")["metadata"]["name"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+    port = container["ports"][0]["containerPort"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["port"] == "health"
+    assert f"--liveness=http://0.0.0.0:{port}/healthz" in container["args"]
+    assert "--all-namespaces" in container["args"]
+    assert "--peering=blue" in container["args"]
+    assert container["image"] == f"ghcr.io/loraland/operator:{__version__}"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["LORALAND_OPERATOR_TRAINER_IMAGE"] == "ghcr.io/loraland/trainer:dev"
+    assert env["LORALAND_OPERATOR_TRAINER_CPU_IMAGE"] == "ghcr.io/loraland/trainer:dev-cpu"
+    assert env["LORALAND_OPERATOR_SERVER_IMAGE"] == f"ghcr.io/loraland/server:{__version__}"
+
+
+# ----------------------------------------------------------------- against the cluster
+
+
+def test_template_passes_a_server_side_dry_run(
+    helm: Helm, kube_cluster: KubeCluster, namespace: str
+) -> None:
+    for values in ([], [f"watchNamespaces={{{namespace}}}"]):
+        args = ["template", "rel", CHART, "--namespace", namespace, "--include-crds"]
+        for value in values:
+            args += ["--set", value]
+        manifest = helm(*args).stdout
+        out = kube_cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=manifest)
+        assert "deployment.apps/rel-loraland created (server dry run)" in out.stdout
+
+
+def test_helm_install_then_the_operator_reconciles_an_example(
+    kube_cluster: KubeCluster, namespace: str, tmp_path: Path
+) -> None:
+    release = f"ll-{secrets.token_hex(3)}"
+    fullname = f"{release}-loraland"
+    kube_cluster.helm(
+        "install", release, CHART, "--namespace", namespace, "--wait", "--timeout", "180s"
+    )
+    try:
+        objects = Objects(kube_cluster)
+        deployment = objects.apps.read_namespaced_deployment(fullname, namespace)
+        assert deployment.status.ready_replicas == 1
+        objects.core.read_namespaced_service_account(fullname, namespace)
+        for crd in ("finetunejobs.loraland.dev", "adapterdeployments.loraland.dev"):
+            kube_cluster.kubectl("get", "crd", crd)
+        assert "sentiment" not in kube_cluster.kubectl("get", "ftj", "-n", namespace).stdout
+
+        # The operator, authenticated as the chart's ServiceAccount. It joins the operator
+        # tests' peering with a higher priority, so a session operator left running by
+        # them stands by and this one does the work.
+        token = service_account_token(kube_cluster, fullname, namespace)
+        kubeconfig = kubeconfig_for_token(kube_cluster, token, tmp_path / "kc.yaml", namespace)
+        proc = OperatorProcess(
+            kubeconfig, tmp_path, "--peering", "loraland-test", "--priority", "1000"
+        )
+        proc.start()
+        try:
+            example = REPO / "examples" / "finetunejob.yaml"
+            for doc in yaml.safe_load_all(example.read_text()):
+                if doc and doc["kind"] == "PersistentVolumeClaim":
+                    claim = doc["metadata"]["name"]
+                    pv = pv_for_claim(f"pv-{namespace}-{claim}", claim, namespace)
+                    kube_cluster.kubectl("apply", "-f", "-", input=json.dumps(pv))
+            kube_cluster.kubectl("apply", "-n", namespace, "-f", str(example))
+            jobs = until(lambda: objects.jobs(namespace, "sentiment"), "the trainer Job")
+            assert jobs[0].metadata.owner_references[0].kind == "FineTuneJob"
+            objects.wait_phase("finetunejobs", namespace, "sentiment", "Running", timeout=150)
+            assert proc.alive(), proc.text()[-3000:]
+        finally:
+            proc.stop()
+        log = proc.text()
+        assert "Forbidden" not in log and " 403" not in log, log[-3000:]
+    finally:
+        kube_cluster.helm("uninstall", release, "--namespace", namespace, "--wait")
