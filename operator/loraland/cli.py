@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         err_console.print("aborted")
         return 130
-    except Exception as exc:  # noqa: BLE001 - the CLI's one place to turn errors into lines
+    except Exception as exc:
         import click
 
         if isinstance(exc, click.ClickException):

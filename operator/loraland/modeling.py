@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from loraland.settings import Settings
 from loraland.storage import StorageError, resolve
@@ -53,9 +53,13 @@ class LoadedModel:
 
 def check_model_dir(uri: str, path: Path) -> None:
     if not path.is_dir():
-        raise StorageError(uri, f"{path} is not a directory", "a base model is a transformers model directory")
+        raise StorageError(
+            uri, f"{path} is not a directory", "a base model is a transformers model directory"
+        )
     if not (path / "config.json").is_file():
-        raise StorageError(uri, f"{path} has no config.json", "is this a transformers model directory?")
+        raise StorageError(
+            uri, f"{path} has no config.json", "is this a transformers model directory?"
+        )
     weights = [*path.glob("*.safetensors"), *path.glob("*.bin")]
     if not weights:
         raise StorageError(uri, f"{path} has no *.safetensors or *.bin weights")
@@ -99,8 +103,14 @@ def load_base_model(
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StorageError(uri, f"cannot load the model weights: {first_line}", "the files may be corrupt or incomplete") from None
+        raise StorageError(
+            uri,
+            f"cannot load the model weights: {first_line}",
+            "the files may be corrupt or incomplete",
+        ) from None
+    # transformers' own annotations for .to()/.eval() don't type-check under strict mypy.
+    untyped: Any = model
     if quantization_config is None:
-        model.to(target)
-    model.eval()
+        untyped.to(target)
+    untyped.eval()
     return LoadedModel(uri=uri, path=path, model=model, tokenizer=tokenizer)

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from loraland.modeling import load_base_model
 from loraland.settings import Settings
 from loraland.storage import StorageError
@@ -69,7 +68,7 @@ def test_corrupt_weights_fail_with_the_uri(base_model_dir: Path, tmp_path: Path)
 
 def test_directory_without_config_is_refused(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    with pytest.raises(StorageError, match="has no config.json"):
+    with pytest.raises(StorageError, match=r"has no config\.json"):
         load_base_model(str(tmp_path / "empty"), Settings(cache_dir=tmp_path), device="cpu")
 
 

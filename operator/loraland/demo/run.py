@@ -7,7 +7,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +26,7 @@ from loraland.demo.plan import (
     sweep_args,
 )
 from loraland.loadtest.report import SUMMARY_JSON, SweepReport
+from loraland.serving.process import ServerStartError, stop, wait_until_healthy
 
 Echo = Callable[[str], None]
 
@@ -95,29 +95,16 @@ def serving(tasks: Sequence[str], out: Path, echo: Echo, timeout_s: float = 300)
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if process.poll() is not None:
-                raise DemoError(f"loraland serve exited with {process.returncode}; see {log}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise DemoError(f"loraland serve not healthy after {timeout_s:.0f} s; see {log}")
-            time.sleep(0.5)
+        try:
+            wait_until_healthy(url, process, log, timeout_s)
+        except ServerStartError as exc:
+            raise DemoError(str(exc).splitlines()[0]) from None
         adapters = httpx.get(f"{url}/admin/adapters", timeout=10).json()
         echo(f"serving the base model and {len(tasks)} adapters at {url}")
         (out / "logs" / "adapters.json").write_text(json.dumps(adapters, indent=2))
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def loadtest(plan: DemoPlan, out: Path, host: str, echo: Echo) -> None:

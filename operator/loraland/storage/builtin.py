@@ -90,7 +90,9 @@ def is_converted(path: Path) -> bool:
     return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
 
 
-def ensure_converted(model: BuiltinModel, models_dir: Path, progress: Progress | None = None) -> Path:
+def ensure_converted(
+    model: BuiltinModel, models_dir: Path, progress: Progress | None = None
+) -> Path:
     """Return the converted directory for ``model``, converting it first if needed."""
     target = converted_dir(model, models_dir)
     if is_converted(target):
@@ -124,7 +126,7 @@ def _convert(gguf_file: Path, out: Path, progress: Progress) -> None:
     )
     # A GGUF-loaded model carries a quantizer marker that makes save_pretrained refuse;
     # the weights are already dequantized, so the marker is simply wrong from here on.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     progress("writing safetensors")

@@ -8,7 +8,9 @@ from rich.table import Table
 
 from loraland.storage import builtin, resolve
 
-models_app = typer.Typer(help="Resolve model URIs and inspect the local cache.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="Resolve model URIs and inspect the local cache.", no_args_is_help=True
+)
 console = Console()
 
 
@@ -22,7 +24,9 @@ def _dir_size(path: object) -> int:
 @models_app.command("resolve")
 def resolve_command(
     ctx: typer.Context,
-    uri: str = typer.Argument(..., help="builtin://NAME, a path, file://, pvc://, hf:// or s3:// URI"),
+    uri: str = typer.Argument(
+        ..., help="builtin://NAME, a path, file://, pvc://, hf:// or s3:// URI"
+    ),
 ) -> None:
     """Fetch or convert URI if needed; print its local directory as the last line."""
     settings = ctx.obj.settings

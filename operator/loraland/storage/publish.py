@@ -87,7 +87,7 @@ def _publish_local(local_dir: Path, target: Path, uri: str) -> None:
 def _publish_s3(local_dir: Path, files: list[Path], parsed: ArtifactURI) -> None:
     if not parsed.path:
         raise StorageError(parsed.raw, "name a prefix inside the bucket", "s3://BUCKET/PREFIX")
-    fs = _s3_filesystem()  # type: ignore[no-untyped-call]
+    fs = _s3_filesystem()
     final = f"{parsed.location}/{parsed.path}"
     temp = f"{final}.tmp-{uuid.uuid4().hex[:12]}"
     names = [f.relative_to(local_dir).as_posix() for f in files]

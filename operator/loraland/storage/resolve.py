@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from filelock import FileLock
+from fsspec import AbstractFileSystem
 
 from loraland.settings import Settings
 from loraland.storage import builtin
@@ -86,7 +87,7 @@ def _fetch_hf(parsed: ArtifactURI, settings: Settings) -> Path:
     return Path(local)
 
 
-def _s3_filesystem():  # type: ignore[no-untyped-def]
+def _s3_filesystem() -> AbstractFileSystem:
     import fsspec
 
     # s3fs honours AWS_* credentials; an S3-compatible server is named by AWS_ENDPOINT_URL.

@@ -86,7 +86,9 @@ def parse_uri(raw: str) -> ArtifactURI:
     if scheme is Scheme.HF:
         repo, _, revision = rest.partition("@")
         if not _HF_REPO_RE.match(repo):
-            raise StorageError(text, "hf:// needs <org>/<name>", "e.g. hf://HuggingFaceTB/SmolLM2-135M")
+            raise StorageError(
+                text, "hf:// needs <org>/<name>", "e.g. hf://HuggingFaceTB/SmolLM2-135M"
+            )
         if "@" in rest and not revision:
             raise StorageError(text, "empty revision after '@'")
         return ArtifactURI(raw=text, scheme=scheme, location=repo, revision=revision or None)

@@ -12,12 +12,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+from loraland.serving.process import ServerStartError, wait_until_healthy
+from loraland.serving.process import stop as stop_server
 
 # pytest runs with --import-mode=importlib (sys.path untouched): make the support module
 # beside this file importable for the test module.
@@ -79,23 +79,10 @@ def server(
         process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
     server = Server(f"http://127.0.0.1:{port}", f"127.0.0.1:{grpc_port}", log)
     try:
-        deadline = time.monotonic() + 240
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"loraland serve exited early:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{server.url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"loraland serve not healthy after 240 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
+        try:
+            wait_until_healthy(server.url, process, log, timeout_s=240)
+        except ServerStartError as exc:
+            pytest.fail(str(exc))
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_server(process)

@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 import yaml
+from loraland.serving.process import ServerStartError, wait_until_healthy
+from loraland.serving.process import stop as stop_server
 
 #: name -> (rank, target modules); different ranks and targets on purpose.
 GOOD_ADAPTERS: dict[str, tuple[int, list[str]]] = {
@@ -161,27 +163,16 @@ class ServerProcess:
                 stderr=subprocess.STDOUT,
                 env=env,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"server not healthy after {timeout}s:\n{self.log.read_text()[-3000:]}")
+        try:
+            wait_until_healthy(self.url, self.process, self.log, timeout, poll_s=0.3)
+        except ServerStartError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        if self.process is not None:
+            stop_server(self.process, grace_s=20)
 
     def wait_adapters(self, names: list[str], timeout: float = 60.0) -> dict[str, dict[str, Any]]:
         """Wait until every name has left Pending; returns name -> admin entry."""

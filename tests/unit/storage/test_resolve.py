@@ -7,7 +7,6 @@ import socket
 from pathlib import Path
 
 import pytest
-
 from loraland.settings import Settings
 from loraland.storage import StorageError, resolve
 

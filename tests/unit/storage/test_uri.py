@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-
 from loraland.storage import Scheme, StorageError, parse_uri
 
 
@@ -21,7 +20,9 @@ from loraland.storage import Scheme, StorageError, parse_uri
         ("  s3://my-bucket  ", Scheme.S3, "my-bucket", "", None),
     ],
 )
-def test_parse_accepts(raw: str, scheme: Scheme, location: str, path: str, revision: str | None) -> None:
+def test_parse_accepts(
+    raw: str, scheme: Scheme, location: str, path: str, revision: str | None
+) -> None:
     parsed = parse_uri(raw)
     assert (parsed.scheme, parsed.location, parsed.path, parsed.revision) == (
         scheme,

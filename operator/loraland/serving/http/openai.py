@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
@@ -18,7 +18,7 @@ from sse_starlette import EventSourceResponse
 
 from loraland.serving.engine.request import Finished, FinishReason
 from loraland.serving.errors import InvalidRequest, ServingError
-from loraland.serving.http.state import runtime, service, unless_disconnected
+from loraland.serving.http.state import runtime, service, start_stream, unless_disconnected
 from loraland.serving.http.timing import final_headers, first_token_headers
 from loraland.serving.lora.registry import AdapterState
 from loraland.serving.service import GenerationService, Prepared, StreamItem
@@ -200,13 +200,7 @@ async def _stream(
     chunk: Any,
     opening: dict[str, Any] | None,
 ) -> Response:
-    active = await svc.start(prepared)
-    items: AsyncGenerator[StreamItem, None] = active.items()
-    try:
-        first = await unless_disconnected(request, anext(items))
-    except BaseException:
-        await items.aclose()
-        raise
+    items, first = await start_stream(request, svc, prepared)
     headers = (
         first_token_headers(prepared, first.timing, _compute_type(request)) if first.timing else {}
     )

@@ -11,8 +11,10 @@ from fastapi import Request
 from loraland.serving.state import ServerState
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator
+
     from loraland.serving.runtime import Runtime
-    from loraland.serving.service import GenerationService
+    from loraland.serving.service import GenerationService, Prepared, StreamItem
 
 T = TypeVar("T")
 
@@ -48,3 +50,21 @@ async def unless_disconnected(request: Request, work: Awaitable[T], poll_s: floa
     finally:
         if not task.done():
             task.cancel()
+
+
+async def start_stream(
+    request: Request, svc: GenerationService, prepared: Prepared
+) -> tuple[AsyncGenerator[StreamItem, None], StreamItem]:
+    """Submit ``prepared`` and wait for its first item before any response byte is sent.
+
+    Errors before the first token (overload, a failed adapter) then keep their own status
+    codes, and a client gone while queued frees its slot.
+    """
+    active = await svc.start(prepared)
+    items = active.items()
+    try:
+        first = await unless_disconnected(request, anext(items))
+    except BaseException:
+        await items.aclose()
+        raise
+    return items, first

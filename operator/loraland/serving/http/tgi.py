@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -19,7 +19,13 @@ from sse_starlette import EventSourceResponse
 
 from loraland.serving.engine.request import FinishReason, Token
 from loraland.serving.errors import InvalidRequest, ServingError
-from loraland.serving.http.state import runtime, server_state, service, unless_disconnected
+from loraland.serving.http.state import (
+    runtime,
+    server_state,
+    service,
+    start_stream,
+    unless_disconnected,
+)
 from loraland.serving.http.timing import final_headers, first_token_headers
 from loraland.serving.service import Generation, GenerationService, Prepared, StreamItem
 from loraland.serving.wire.tgi import (
@@ -139,13 +145,7 @@ async def _stream(request: Request, body: TGIRequest) -> Response:
     arrived = time.monotonic()
     svc = service(request)
     prepared = _prepare(svc, body, arrived)
-    active = await svc.start(prepared)
-    items: AsyncGenerator[StreamItem, None] = active.items()
-    try:
-        first = await unless_disconnected(request, anext(items))
-    except BaseException:
-        await items.aclose()
-        raise
+    items, first = await start_stream(request, svc, prepared)
     timing = first.timing
     headers = first_token_headers(prepared, timing, _compute_type(request)) if timing else {}
 
