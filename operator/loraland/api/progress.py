@@ -1,12 +1,13 @@
 """What a training pod reports, without any Kubernetes API rights.
 
-The trainer prints one :class:`TrainingProgress` JSON line per logging step on stdout
-(the operator reads the pod's log tail) and appends it to ``--progress-file``. When the
-job ends it writes one compact :class:`TrainingResult` to ``--result-file`` (the operator
-points that at ``/dev/termination-log``, capped at 4096 bytes by the kubelet) and prints
-it as the last stdout line. A job that fails writes a :class:`TrainingFailure` there
-instead, so the operator can put the reason in the FineTuneJob's conditions. All are
-single-line JSON with camelCase keys.
+The trainer prints one :class:`TrainingProgress` JSON line per logging step on stdout and
+appends it to ``--progress-file``. When the job ends it writes one compact
+:class:`TrainingResult` to ``--result-file`` and prints it as the last stdout line; a job
+that fails writes a :class:`TrainingFailure` there instead. In a training pod the progress
+relay sidecar (controller/relay.py) tails both files and patches the FineTuneJob's status;
+it also copies the result into its termination message (capped at 4096 bytes by the
+kubelet), the operator's fallback when no patch got through. All are single-line JSON
+with camelCase keys.
 """
 
 from __future__ import annotations

@@ -40,11 +40,11 @@ class DemoPlan(BaseModel):
     @classmethod
     def full(cls) -> DemoPlan:
         return cls(
-            max_steps=40,
+            max_steps=80,
             batch_size=8,
             max_seq_length=96,
-            train_samples=400,
-            eval_samples=60,
+            train_samples=640,
+            eval_samples=100,
             users=[1, 4, 16],
             level_seconds=30,
             max_new_tokens=32,
@@ -54,10 +54,10 @@ class DemoPlan(BaseModel):
     @classmethod
     def quick(cls) -> DemoPlan:
         return cls(
-            max_steps=12,
-            batch_size=4,
+            max_steps=30,
+            batch_size=8,
             max_seq_length=80,
-            train_samples=120,
+            train_samples=240,
             eval_samples=16,
             users=[1, 2],
             level_seconds=8,
