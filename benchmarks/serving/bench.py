@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from loraland.serving.process import free_port, stop, wait_until_healthy
 
 HERE = Path(__file__).resolve().parent
 BASE_URI = "builtin://smollm2-135m-instruct"
@@ -64,12 +64,6 @@ class Point:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def make_adapters(base_dir: Path, out: Path, count: int) -> dict[str, Path]:
     import torch
     from peft import LoraConfig, get_peft_model
@@ -92,29 +86,11 @@ def make_adapters(base_dir: Path, out: Path, count: int) -> dict[str, Path]:
     return paths
 
 
-def start(cmd: list[str], port: int, log: Path) -> subprocess.Popen[bytes]:
-    handle = log.open("wb")
-    process = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ})
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{cmd[:3]} exited:\n{log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    process.kill()
-    raise RuntimeError(f"{cmd[:3]} did not become healthy")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
+def start(name: str, cmd: list[str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as handle:
+        process = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT)
+    wait_until_healthy(f"http://127.0.0.1:{port}", process, log, 180, name=name)
+    return process
 
 
 async def closed_loop(
@@ -255,9 +231,9 @@ def main() -> None:
     serve_cmd = [sys.executable, "-m", "loraland.cli", "serve", "--config", str(config_file)]
     # Both servers stay up (an idle one uses no CPU) and each user count is measured on
     # (a) then (b) back to back, so whatever else runs on the machine hits both alike.
-    server = start(serve_cmd, port, work / "serve.log")
+    server = start("loraland serve", serve_cmd, port, work / "serve.log")
     try:
-        naive = start(naive_cmd, naive_port, work / "naive.log")
+        naive = start("naive server", naive_cmd, naive_port, work / "naive.log")
         try:
             url = f"http://127.0.0.1:{port}"
             naive_url = f"http://127.0.0.1:{naive_port}"

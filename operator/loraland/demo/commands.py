@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from loraland.demo.plan import DemoPlan, Step, leaderboard
+from loraland.demo.plan import DemoPlan, Step, leaderboard, percent
 
 console = Console()
 
@@ -48,13 +48,12 @@ def demo(
         for column in ("task", "metric", "base", "adapter", "gain"):
             table.add_column(column, justify="left" if column in {"task", "metric"} else "right")
         for row in leaderboard(metadata):
-            gain = row.gain
             table.add_row(
                 row.task,
                 row.metric,
-                "-" if row.base is None else f"{100 * row.base:.1f}",
-                f"{100 * row.adapter:.1f}",
-                "-" if gain is None else f"{100 * gain:+.1f}",
+                percent(row.base),
+                percent(row.adapter),
+                percent(row.gain, signed=True),
             )
         console.print(table)
     if Step.LOADTEST in steps:

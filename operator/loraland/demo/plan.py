@@ -138,7 +138,8 @@ def leaderboard(metadata: Sequence[AdapterMetadata]) -> list[LeaderboardRow]:
     return rows
 
 
-def _pct(value: float | None, signed: bool = False) -> str:
+def percent(value: float | None, signed: bool = False) -> str:
+    """A 0..1 score as a percentage with one decimal; '-' when there is none."""
     if value is None:
         return "-"
     return f"{value * 100:+.1f}" if signed else f"{value * 100:.1f}"
@@ -148,8 +149,8 @@ def leaderboard_markdown(rows: Sequence[LeaderboardRow]) -> str:
     lines = ["| task | metric | base | adapter | gain |", "| --- | --- | ---: | ---: | ---: |"]
     for row in rows:
         lines.append(
-            f"| {row.task} | {row.metric} | {_pct(row.base)} | {_pct(row.adapter)} "
-            f"| {_pct(row.gain, signed=True)} |"
+            f"| {row.task} | {row.metric} | {percent(row.base)} | {percent(row.adapter)} "
+            f"| {percent(row.gain, signed=True)} |"
         )
     return "\n".join(lines)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -26,7 +25,7 @@ from loraland.demo.plan import (
     sweep_args,
 )
 from loraland.loadtest.report import SUMMARY_JSON, SweepReport
-from loraland.serving.process import ServerStartError, stop, wait_until_healthy
+from loraland.serving.process import ServerStartError, free_port, stop, wait_until_healthy
 
 Echo = Callable[[str], None]
 
@@ -75,16 +74,10 @@ def train(plan: DemoPlan, out: Path, echo: Echo) -> list[AdapterMetadata]:
     return results
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def serving(tasks: Sequence[str], out: Path, echo: Echo, timeout_s: float = 300) -> Iterator[str]:
     """Run one ``loraland serve`` with every adapter until the block ends; yield its URL."""
-    port = _free_port()
+    port = free_port()
     log = out / "logs" / "serve.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as stream:

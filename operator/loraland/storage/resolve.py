@@ -27,8 +27,9 @@ def resolve(uri: str, settings: Settings, progress: builtin.Progress | None = No
     if parsed.scheme is Scheme.BUILTIN:
         model = builtin.lookup(parsed.raw, parsed.location)
         for preloaded in settings.preloaded_models_dirs:
-            if builtin.is_converted(builtin.converted_dir(model, preloaded)):
-                return builtin.converted_dir(model, preloaded)
+            baked = builtin.converted_dir(model, preloaded)
+            if builtin.is_converted(baked):
+                return baked
         return builtin.ensure_converted(model, settings.models_dir, progress)
     if parsed.scheme is Scheme.FILE:
         return _existing(parsed, Path(parsed.location).expanduser(), "check the path")

@@ -9,14 +9,13 @@ real 429 answers.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from loraland.serving.process import ServerStartError, wait_until_healthy
+from loraland.serving.process import ServerStartError, free_port, wait_until_healthy
 from loraland.serving.process import stop as stop_server
 
 # pytest runs with --import-mode=importlib (sys.path untouched): make the support module
@@ -26,12 +25,6 @@ if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 from loadtest_e2e_support import ADAPTERS, MAX_CONCURRENT, Server  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -65,7 +58,7 @@ def server(
     tmp_path_factory: pytest.TempPathFactory, base_model_uri: str, lora_adapters: dict[str, Path]
 ) -> Iterator[Server]:
     workdir = tmp_path_factory.mktemp("server")
-    port, grpc_port = _free_port(), _free_port()
+    port, grpc_port = free_port(), free_port()
     command = [
         sys.executable, "-m", "loraland.cli", "serve",
         "--base-model", base_model_uri,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from typing import Any
 
 import httpx
 import yaml
-from loraland.serving.process import ServerStartError, wait_until_healthy
+from loraland.serving.process import ServerStartError, free_port, wait_until_healthy
 from loraland.serving.process import stop as stop_server
 
 #: name -> (rank, target modules); different ranks and targets on purpose.
@@ -106,12 +105,6 @@ def _metadata(path: Path, base_uri: str) -> None:
             }
         )
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
