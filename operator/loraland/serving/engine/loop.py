@@ -298,9 +298,12 @@ class Engine:
             if state.prompt_logprobs is not None and len(state.generated) == 1:
                 event = dataclasses.replace(event, prefill=state.prompt_logprobs)
             self._observe_token(state, previous, now)
-            self._send(state, event)
             if state.finished:
+                # Before the client hears it is done: a client that asks again at once
+                # must not find its finished request still counted against the limit.
+                self._release(state)
                 done.append(row)
+            self._send(state, event)
         batch.set_last_tokens(last)
         if done:
             self._remove_rows(set(done))
@@ -323,6 +326,9 @@ class Engine:
         self._batch = batch.keep(keep) if keep else None
 
     def _release(self, state: RequestState) -> None:
+        if state.released:
+            return
+        state.released = True
         if state.request.adapter is not None and state.slot:
             self.slots.release(state.request.adapter)
             state.slot = 0
@@ -355,8 +361,8 @@ class Engine:
             log.exception("event sink of %s failed", state.id)
 
     def _finish_with_error(self, state: RequestState, message: str) -> None:
-        self._send(state, EngineEvent(error=message))
         self._release(state)
+        self._send(state, EngineEvent(error=message))
 
     def _fail_batch(self, message: str) -> None:
         batch, self._batch = self._batch, None

@@ -147,6 +147,8 @@ class RequestState:
     last_token_at: float | None = None
     prompt_logprobs: tuple[Token, ...] | None = None
     finished: bool = False
+    #: Its place in the in-flight count (and its adapter slot) has been given back.
+    released: bool = False
 
     @property
     def id(self) -> str:
