@@ -8,9 +8,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 PY := $(VENV)/bin/python
 # uv installs the venv from uv.lock, frozen: nothing is resolved at install time. A machine
-# without uv gets the pinned release in a small venv of its own under the cache.
+# without uv 0.13 (what pyproject's [tool.uv] asks for) gets the pinned release in a small
+# venv of its own under the cache.
 UV_VERSION := 0.13.9
-UV ?= $(or $(shell command -v uv 2>/dev/null),$(LORALAND_CACHE)/tools/uv-$(UV_VERSION)/bin/uv)
+UV ?= $(or $(shell uv --version 2>/dev/null | grep -q '^uv 0\.13\.' && command -v uv),$(LORALAND_CACHE)/tools/uv-$(UV_VERSION)/bin/uv)
 export UV_PYTHON ?= $(PYTHON)
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml uv.lock | sha256sum | cut -c1-12)
