@@ -91,7 +91,7 @@ function renderAdapters() {
       el("td", {}, s ? s.metric : "–"),
       el("td", { className: "num" }, percent(s ? s.base : null)),
       el("td", { className: "num strong" }, percent(s ? s.adapter : null)),
-      el("td", { className: "num gain" }, gain(s)),
+      el("td", { className: `num gain${s && s.base !== null && s.adapter < s.base ? " worse" : ""}` }, gain(s)),
       el("td", { className: "num" }, a.rank === null || a.rank === undefined ? "–" : String(a.rank)),
       el("td", {}, state),
     );
