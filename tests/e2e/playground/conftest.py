@@ -29,6 +29,7 @@ for _folder in (_HERE, _HERE.parent / "serving"):
 from playground_support import ADAPTERS, ADDED_LATER, CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from serving_helpers import ServerProcess  # noqa: E402
 
+
 def _write_metadata(path: Path, base_uri: str, entry: tuple[str, str, float, float]) -> None:
     task, metric, base, adapter = entry
     weights = (path / PEFT_WEIGHTS_FILE).read_bytes()
@@ -117,4 +118,3 @@ def reports_dir() -> Path:
     path = Path(__file__).resolve().parents[3] / "reports" / "playground"
     path.mkdir(parents=True, exist_ok=True)
     return path
-

@@ -19,11 +19,12 @@ CHROMIUM_ARGS = [
 ]
 
 #: name -> (rank, target modules, leaderboard entry or None)
+ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
 ADAPTERS: dict[str, tuple[int, list[str], tuple[str, str, float, float] | None]] = {
     "sentiment": (8, ["q_proj", "v_proj"], ("sentiment", "accuracy", 0.412, 0.884)),
-    "arithmetic": (4, ["q_proj", "k_proj", "v_proj", "o_proj"], ("arithmetic", "last_number", 0.06, 0.53)),
+    "arithmetic": (4, ATTENTION, ("arithmetic", "last_number", 0.06, 0.53)),
     "plain": (16, ["gate_proj", "up_proj", "down_proj"], None),
     # Not given to the server at start: the test adds it through the admin API.
     "topic": (8, ["q_proj", "v_proj", "up_proj"], ("topic", "rouge_l", 0.217, 0.645)),
-}  # fmt: skip
+}
 ADDED_LATER = "topic"

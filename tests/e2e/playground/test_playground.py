@@ -151,9 +151,7 @@ def test_compare_stream_errors_and_live_adapters(
 
         # Used adapters now hold compute slots: the table follows the server.
         for name in CHOSEN:
-            expect(page.locator(f'#adapters tr[data-name="{name}"] .state')).to_have_text(
-                "loaded"
-            )
+            expect(page.locator(f'#adapters tr[data-name="{name}"] .state')).to_have_text("loaded")
 
         # A bad parameter: the server's 422 is shown in every panel, not swallowed.
         page.uncheck("#greedy")
@@ -185,8 +183,6 @@ def test_compare_stream_errors_and_live_adapters(
     assert not page_errors, page_errors
     # Chromium reports each failed HTTP response on the console; the three deliberate 422s
     # are the only ones allowed.
-    unexpected = [
-        e for e in console_errors if "the server responded with a status of 422" not in e
-    ]
+    unexpected = [e for e in console_errors if "the server responded with a status of 422" not in e]
     assert not unexpected, console_errors
     assert len(console_errors) <= 3, console_errors
