@@ -34,14 +34,26 @@ lock-check: | $(UV)
 demo: venv
 	$(VENV)/bin/loraland demo --out demo-out
 
-test: venv $(TEST_PREREQS)
+test: venv chromium $(TEST_PREREQS)
 	$(PY) -m pytest tests
 
 test-unit: venv
 	$(PY) -m pytest tests -m unit
 
-test-e2e: venv
+test-e2e: venv chromium
 	$(PY) -m pytest tests -m e2e
+
+# The playground's browser tests (tests/e2e/playground) drive Debian's Chromium through
+# Playwright; Playwright's own browser download is never used (its hosts are unreachable).
+CHROMIUM := /usr/bin/chromium
+chromium: $(CHROMIUM)
+
+$(CHROMIUM):
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+
+test-playground: venv chromium
+	$(PY) -m pytest tests -m browser
 
 lint: venv
 	$(VENV)/bin/ruff check operator tests

@@ -94,6 +94,7 @@ def serving(tasks: Sequence[str], out: Path, echo: Echo, timeout_s: float = 300)
             raise DemoError(str(exc).splitlines()[0]) from None
         adapters = httpx.get(f"{url}/admin/adapters", timeout=10).json()
         echo(f"serving the base model and {len(tasks)} adapters at {url}")
+        echo(f"playground (open in a browser): {url}/playground")
         (out / "logs" / "adapters.json").write_text(json.dumps(adapters, indent=2))
         yield url
     finally:

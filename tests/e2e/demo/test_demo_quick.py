@@ -20,6 +20,7 @@ def test_quick_demo_writes_a_complete_report(tmp_path: Path, settings: Settings)
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "report: " in proc.stdout
+    assert "/playground" in proc.stdout  # the URL of the page, printed while serving
 
     tasks = DemoPlan.quick().tasks
     for task in tasks:

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from loraland.serving.errors import Conflict, InvalidRequest, NotFound
 from loraland.serving.http.state import runtime
+from loraland.serving.lora.card import AdapterCard
 from loraland.serving.lora.registry import AdapterExists, AdapterState, AdapterView, UnknownAdapter
 from loraland.serving.wire.admin import AdapterIn, AdapterList, AdapterOut
 from loraland.serving.wire.tgi import ErrorResponse
@@ -23,7 +24,10 @@ router = APIRouter(prefix="/admin", tags=["admin"])
 ADMIN_ORIGIN = "admin"
 
 
-def _out(view: AdapterView) -> AdapterOut:
+def _out(view: AdapterView, card: AdapterCard | None) -> AdapterOut:
+    # A card left from an earlier load of the same name must not describe a failed one.
+    if view.state is not AdapterState.LOADED:
+        card = None
     return AdapterOut(
         name=view.name,
         uri=view.uri,
@@ -32,22 +36,27 @@ def _out(view: AdapterView) -> AdapterOut:
         tier=view.tier.value if view.tier else None,
         origin=view.origin,
         active_requests=view.users,
+        rank=card.rank if card else None,
+        task=card.task if card else None,
+        scores=card.scores if card else None,
     )
 
 
 @router.get("/adapters", response_model=AdapterList)
 async def list_adapters(request: Request) -> AdapterList:
-    return AdapterList(adapters=[_out(v) for v in runtime(request).adapters.views()])
+    adapters = runtime(request).adapters
+    return AdapterList(adapters=[_out(v, adapters.card(v.name)) for v in adapters.views()])
 
 
 @router.get(
     "/adapters/{name:path}", response_model=AdapterOut, responses={404: {"model": ErrorResponse}}
 )
 async def get_adapter(request: Request, name: str) -> AdapterOut:
-    view = runtime(request).adapters.get(name)
+    adapters = runtime(request).adapters
+    view = adapters.get(name)
     if view is None:
         raise NotFound(f"adapter '{name}' is not registered")
-    return _out(view)
+    return _out(view, adapters.card(name))
 
 
 @router.post(
@@ -73,11 +82,13 @@ async def load_adapter(
     if not wait:
         view = adapters.get(body.name)
         assert view is not None
-        return JSONResponse(_out(view).model_dump(mode="json"), status_code=202)
+        return JSONResponse(_out(view, None).model_dump(mode="json"), status_code=202)
     view = await asyncio.wrap_future(future)
     if view.state is AdapterState.FAILED:
         raise InvalidRequest(f"adapter '{body.name}' failed to load: {view.message}", param="uri")
-    return JSONResponse(_out(view).model_dump(mode="json"), status_code=201)
+    return JSONResponse(
+        _out(view, adapters.card(body.name)).model_dump(mode="json"), status_code=201
+    )
 
 
 @router.delete("/adapters/{name:path}", responses={404: {"model": ErrorResponse}})

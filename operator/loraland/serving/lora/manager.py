@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from loraland.serving.errors import GenerationFailed, InvalidRequest, NotFound
+from loraland.serving.lora.card import AdapterCard, read_card
 from loraland.serving.lora.layers import LoraSlotBank
 from loraland.serving.lora.loading import (
     AdapterLoadError,
@@ -67,6 +68,8 @@ class AdapterManager:
         )
         self._host: dict[str, LoadedAdapter] = {}
         self._paths: dict[str, Path] = {}
+        # Kept while the adapter is registered, whatever its tier (the admin API shows it).
+        self._cards: dict[str, AdapterCard] = {}
         self._loads: dict[str, Future[AdapterView]] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="adapter-load")
@@ -92,6 +95,11 @@ class AdapterManager:
 
     def get(self, name: str) -> AdapterView | None:
         return self.registry.get(name)
+
+    def card(self, name: str) -> AdapterCard | None:
+        """Rank, task and scores of a loaded adapter (None until its load succeeded)."""
+        with self._lock:
+            return self._cards.get(name)
 
     def refresh_metrics(self) -> None:
         counts: dict[Tier, int] = {}
@@ -166,6 +174,7 @@ class AdapterManager:
         try:
             path = resolve(uri, self.settings)
             adapter = load_adapter(name, path, self.base, self.max_rank)
+            card = read_card(path)
         except (StorageError, AdapterLoadError) as exc:
             self._failed(name, generation, str(exc))
         except Exception as exc:
@@ -175,6 +184,7 @@ class AdapterManager:
             with self._lock:
                 self._host[name] = adapter
                 self._paths[name] = path
+                self._cards[name] = card
             if not self.registry.mark_loaded(name, generation):
                 self._forget(name, adapter)
             else:
@@ -213,4 +223,5 @@ class AdapterManager:
             self._host.pop(name, None)
             if self.registry.get(name) is None:
                 self._paths.pop(name, None)
+                self._cards.pop(name, None)
                 self._loads.pop(name, None)
