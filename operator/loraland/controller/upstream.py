@@ -96,3 +96,35 @@ LORAX_OPTIONS: dict[str, CliOption] = {
         CliOption("--port", "int", "launcher/src/main.rs:536", minimum=0),
     )
 }
+
+
+def check_args(args: list[str], table: dict[str, CliOption]) -> dict[str, str | None]:
+    """Parse ``args`` as the pinned CLI would; raise ValueError for what it would reject.
+
+    Returns option -> value (None for flags).
+    """
+    seen: dict[str, str | None] = {}
+    i = 0
+    while i < len(args):
+        flag = args[i]
+        if flag not in table:
+            raise ValueError(f"{flag} is not an option of the pinned release")
+        if flag in seen:
+            raise ValueError(f"{flag} given twice")
+        option = table[flag]
+        if option.kind == "flag":
+            seen[flag] = None
+            i += 1
+            continue
+        if i + 1 >= len(args) or args[i + 1].startswith("--"):
+            raise ValueError(f"{flag} needs a value")
+        value = args[i + 1]
+        if option.kind == "int":
+            number = int(value)
+            if option.minimum is not None and number < option.minimum:
+                raise ValueError(f"{flag} {number} is below {option.minimum}")
+            if option.choices is not None and number not in option.choices:
+                raise ValueError(f"{flag} {number} is not one of {option.choices}")
+        seen[flag] = value
+        i += 2
+    return seen
