@@ -13,9 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from optools import Objects, OperatorProcess, adep_manifest, ftj_manifest, until
-
 from loraland.controller.upstream import LORAX_OPTIONS, VLLM_OPTIONS, check_args
+from optools import Objects, OperatorProcess, adep_manifest, ftj_manifest, until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
