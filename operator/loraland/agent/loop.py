@@ -9,6 +9,7 @@ everything else is short HTTP calls to the server beside it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -55,6 +56,28 @@ class Agent:
     server_up: bool = False
     latched: bool = False
     _unload_next: list[str] = field(default_factory=list)
+    #: Names this agent loaded into the server (kept in the stage volume, which outlives
+    #: an agent restart), so it unloads only its own adapters.
+    owned: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        try:
+            self.owned = set(json.loads(self._owned_file.read_text()))
+        except (OSError, ValueError, TypeError):
+            self.owned = set()
+
+    @property
+    def _owned_file(self) -> Path:
+        return self.config.stage_dir / ".agent-loaded.json"
+
+    def _own(self, name: str, owned: bool) -> None:
+        before = set(self.owned)
+        (self.owned.add if owned else self.owned.discard)(name)
+        if self.owned != before:
+            self.config.stage_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self._owned_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(sorted(self.owned)))
+            tmp.replace(self._owned_file)
 
     @property
     def ready(self) -> bool:
@@ -124,10 +147,12 @@ class Agent:
             return
         loaded = await self.server.loaded()
         self.records = server_lost(self.records, loaded)
-        for name in sorted({*self._unload_next, *strays(self.records, loaded)}):
+        for name in sorted({*self._unload_next, *strays(self.records, loaded, self.owned)}):
             error = await self.server.unload(name)
             if error:
                 log.warning("unloading %s: %s", name, error)
+            else:
+                self._own(name, False)
         for name, record in list(self.records.items()):
             if record.stage != "Staged" or record.path is None:
                 continue
@@ -135,6 +160,7 @@ class Agent:
             if error:
                 self._set(name, stage="Failed", message=error, failed_at=now())
             else:
+                self._own(name, True)
                 self._set(name, stage="Loaded", message="loaded")
                 log.info("loaded %s from %s", name, record.path)
         if self.ready and not self.latched:

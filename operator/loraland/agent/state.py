@@ -118,9 +118,15 @@ def server_lost(records: Mapping[str, Record], loaded: set[str] | None) -> dict[
     }
 
 
-def strays(records: Mapping[str, Record], loaded: set[str] | None) -> list[str]:
-    """Adapters the server has that the file no longer lists."""
-    return sorted((loaded or set()) - set(records))
+def strays(
+    records: Mapping[str, Record], loaded: set[str] | None, owned: Iterable[str]
+) -> list[str]:
+    """Adapters this agent put in the server that the file no longer lists.
+
+    Only ``owned`` ones (the agent's own loads, remembered in the shared volume across
+    agent restarts): adapters someone else loaded through the server's API are theirs.
+    """
+    return sorted((loaded or set()) & set(owned) - set(records))
 
 
 def waiting_for(records: Mapping[str, Record]) -> list[str]:

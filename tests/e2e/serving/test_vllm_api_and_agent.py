@@ -27,7 +27,9 @@ from loraland.serving.process import free_port, wait_until_healthy
 from loraland.serving.process import stop as stop_process
 from serving_helpers import ServerProcess
 
-pytestmark = pytest.mark.timeout(300)
+# Generous: the first test also pays for the shared server and adapters (session fixtures)
+# on a machine other work may be loading; nothing here measures speed.
+pytestmark = pytest.mark.timeout(1500)
 
 
 def _load(url: str, body: object, **kwargs: Any) -> httpx.Response:
@@ -266,6 +268,8 @@ def test_agent_stages_loads_gates_readiness_and_follows_the_file(
         assert agent.ready().status_code == 200
         assert "ag-big" not in agent.states()
 
+        # Adapters others loaded into the server (its own config here) are left alone.
+        assert {"a1", "a2", "a3", "a4"} <= set(_served(server.url))
         # The server loses an adapter (as a restarted vLLM would): the agent loads it again.
         assert _unload(server.url, "ag-new").status_code == 200
         _wait(lambda: "ag-new" in _served(server.url), "lost adapter reloaded")

@@ -81,7 +81,7 @@ def test_a_restarted_server_gets_its_adapters_again() -> None:
     lost = server_lost(records, loaded=set())
     assert lost["a"].stage == "Staged" and lost["a"].path == "/p"
     assert server_lost(records, loaded=None) == records  # LoRAX cannot list: trust records
-    assert strays(records, {"a", "other"}) == ["other"]
+    assert strays(records, {"a", "mine", "theirs"}, owned={"a", "mine"}) == ["mine"]
 
 
 def test_failed_adapters_are_retried_after_a_while() -> None:
