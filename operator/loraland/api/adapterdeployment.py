@@ -56,11 +56,13 @@ class AdapterRef(_Model):
         pattern=_K8S_NAME_PATTERN,
         description="A FineTuneJob in this namespace; its status.adapter.uri once it succeeded.",
     )
-    required: bool = Field(
-        default=True,
+    # None rather than a default of true: the API server would write the default into
+    # every stored adapter entry, and tools comparing specs would see a change.
+    required: bool | None = Field(
+        default=None,
         description=(
             "vLLM/LoRAX: a new pod is Ready only once every required adapter is loaded "
-            "into its server."
+            "into its server (default: true)."
         ),
     )
 

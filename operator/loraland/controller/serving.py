@@ -87,7 +87,7 @@ def resolve_adapters(
 
 def optional_adapters(spec: AdapterDeploymentSpec) -> frozenset[str]:
     """Adapters marked ``required: false``: the agent's readiness does not wait for them."""
-    return frozenset(a.name for a in spec.adapters if not a.required)
+    return frozenset(a.name for a in spec.adapters if a.required is False)
 
 
 def adapters_file(ready: Mapping[str, str], optional: frozenset[str] = frozenset()) -> str:

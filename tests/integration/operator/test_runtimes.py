@@ -157,6 +157,7 @@ def test_deploy_to_and_from_finetunejob_reach_vllm_or_say_why_not(
     adep = objects.get("adapterdeployments", namespace, "vllm16")
     assert adep is not None
     assert adep["spec"]["adapters"] == [{"name": "small", "uri": "s3://loraland-test/small"}]
+    assert "big" not in str(adep["spec"])
     until(
         lambda: (
             "s3://loraland-test/small"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 from loraland.api.adapterdeployment import AdapterDeploymentSpec
 from loraland.controller.config import OperatorConfig
 from loraland.controller.podspec import Owner
@@ -19,7 +20,12 @@ from loraland.controller.runtimerules import (
     runtime_problems,
 )
 from loraland.controller.runtimes import STAGE_DIR, RuntimeSpecError, plan
-from loraland.controller.serving import AGENT_CONTAINER, build_deployment
+from loraland.controller.serving import (
+    AGENT_CONTAINER,
+    build_adapters_configmap,
+    build_deployment,
+    optional_adapters,
+)
 from loraland.controller.upstream import (
     LORAX_OPTIONS,
     VLLM_DEFAULT_MAX_LORAS,
@@ -227,3 +233,29 @@ def test_deploy_to_refuses_what_the_target_runtime_cannot_serve(adep_spec: Any) 
     assert "builtin://x names a base model" in (deploy_problem(target, "n", "builtin://x", 8) or "")
     lorax = _spec(adep_spec, "lorax", {}).model_dump(by_alias=True)
     assert deploy_problem(lorax, "new", "s3://bucket/adapters/new", 64) is None
+
+
+def test_required_false_reaches_the_agent_and_nothing_else_changes(
+    adep_spec: Any, adep_owner: Owner
+) -> None:
+    spec = _spec(
+        adep_spec,
+        "vllm",
+        {
+            "adapters": [
+                {"name": "opt", "uri": "hf://o/a", "required": False},
+                {"name": "req", "uri": "hf://o/b"},
+            ]
+        },
+    )
+    cm = build_adapters_configmap(
+        adep_owner, {"opt": "hf://o/a", "req": "hf://o/b"}, optional_adapters(spec)
+    )
+    assert yaml.safe_load(cm["data"]["adapters.yaml"]) == {
+        "adapters": [
+            {"name": "opt", "uri": "hf://o/a", "required": False},
+            {"name": "req", "uri": "hf://o/b"},
+        ]
+    }
+    # Unset stays unset on the wire (no server-side default written into stored specs).
+    assert "required" not in spec.model_dump(by_alias=True, exclude_none=True)["adapters"][1]
