@@ -277,3 +277,27 @@ def test_agent_stages_loads_gates_readiness_and_follows_the_file(
         stop_process(process, grace_s=10)
         for name in ("ag-path", "ag-s3", "ag-pvc", "ag-hf", "ag-new"):
             _unload(server.url, name)
+
+
+def test_lorax_warm_up_request_speaks_the_tgi_shape(server: ServerProcess) -> None:
+    """The agent's LoRAX "load" is a one-token /generate naming the adapter by id with
+    adapter_source=local; the builtin server speaks LoRAX's /generate shape, so the request
+    and the error parsing are checked against it (no LoRAX server runs here)."""
+    import asyncio
+
+    from loraland.agent.servers import LoraxServer
+
+    async def run() -> tuple[bool, str | None, str | None]:
+        lorax = LoraxServer(server.url)
+        try:
+            return (
+                await lorax.healthy(),
+                await lorax.load("a1", "a1"),
+                await lorax.load("nope", "/nonexistent/adapter"),
+            )
+        finally:
+            await lorax.aclose()
+
+    healthy, ok, failed = asyncio.run(run())
+    assert healthy and ok is None
+    assert failed is not None and failed.startswith("HTTP 4")
