@@ -84,6 +84,10 @@ def _register() -> None:
 
     app.add_typer(loadtest_app, name="loadtest")
 
+    from loraland.agent.commands import agent_command
+
+    app.command("agent")(agent_command)
+
     from loraland.demo.commands import demo
 
     app.command("demo")(demo)

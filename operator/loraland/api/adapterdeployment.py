@@ -56,6 +56,15 @@ class AdapterRef(_Model):
         pattern=_K8S_NAME_PATTERN,
         description="A FineTuneJob in this namespace; its status.adapter.uri once it succeeded.",
     )
+    # None rather than a default of true: the API server would write the default into
+    # every stored adapter entry, and tools comparing specs would see a change.
+    required: bool | None = Field(
+        default=None,
+        description=(
+            "vLLM/LoRAX: a new pod is Ready only once every required adapter is loaded "
+            "into its server (default: true)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> AdapterRef:
@@ -75,7 +84,13 @@ class ServingSpec(_Model):
         default=None, ge=1, le=4096, description="Adapters resident on the GPU at once."
     )
     max_lora_rank: int | None = Field(
-        default=None, ge=1, le=1024, description="Largest rank served (vLLM needs it up front)."
+        default=None,
+        ge=1,
+        le=1024,
+        description=(
+            "Largest rank served (vLLM: one of 1, 8, 16, 32, 64, 128, 256, 320, 512). "
+            "Default: from the ranks of fromFineTuneJob adapters."
+        ),
     )
 
     @model_validator(mode="after")

@@ -1,11 +1,12 @@
 """AdapterDeployment lifecycle: children by server-side apply, status from the pods.
 
-``ensure`` resolves the adapter list (``fromFineTuneJob`` -> that job's adapter URI) and
-applies the ConfigMap, Deployment and Service; applying the same manifests again changes
-nothing, so it runs on every change and on a timer (which is also how a deleted child
-comes back and how a job that just succeeded reaches the servers). ``refresh`` asks the
-ready pods what they serve and writes replicas, endpoint, per-adapter states, phase and
-conditions.
+``ensure`` resolves the adapter list (``fromFineTuneJob`` -> that job's adapter URI and
+LoRA rank) and applies the ConfigMap, Deployment and Service; applying the same manifests
+again changes nothing, so it runs on every change and on a timer (which is also how a
+deleted child comes back and how a job that just succeeded reaches the servers).
+``refresh`` asks the ready pods (the builtin server, or the adapter agent beside vLLM and
+LoRAX) what they serve and writes replicas, endpoint, per-adapter states, phase and
+conditions. Neither loads anything into a server: the pods do that from the ConfigMap.
 """
 
 from __future__ import annotations
@@ -36,13 +37,15 @@ from loraland.controller.kube import Kube
 from loraland.controller.names import server_name, server_selector
 from loraland.controller.podspec import Owner
 from loraland.controller.probe import PodTarget, probe_pods
-from loraland.controller.runtimes import RuntimePlan, RuntimeSpecError, adapter_ref, plan
+from loraland.controller.runtimerules import adapter_uri_problem
+from loraland.controller.runtimes import RuntimePlan, RuntimeSpecError, plan
 from loraland.controller.serving import (
     ResolvedAdapters,
     build_adapters_configmap,
     build_deployment,
     build_service,
     endpoint,
+    optional_adapters,
     resolve_adapters,
     selector_string,
     served_claims,
@@ -53,12 +56,33 @@ Manifest = dict[str, Any]
 Cond = AdapterDeploymentConditionType
 
 
-def validate(raw: object, config: OperatorConfig) -> tuple[AdapterDeploymentSpec, RuntimePlan]:
+def validate(
+    raw: object, config: OperatorConfig, known_ranks: dict[str, int] | None = None
+) -> tuple[AdapterDeploymentSpec, RuntimePlan]:
     try:
         spec = parse_adapter_deployment_spec(raw)
-        return spec, plan(spec, config)
+        return spec, plan(spec, config, known_ranks)
     except (AdapterDeploymentSpecError, RuntimeSpecError) as exc:
         raise SpecRejected(str(exc)) from None
+
+
+def job_rank(body: Manifest | None) -> int | None:
+    """A FineTuneJob's LoRA rank (its spec's ``lora.rank``, default 8), if readable."""
+    if body is None:
+        return None
+    lora = (body.get("spec") or {}).get("lora") or {}
+    rank = lora.get("rank", 8)
+    return rank if isinstance(rank, int) and rank > 0 else None
+
+
+def screen(resolved: ResolvedAdapters, spec: AdapterDeploymentSpec) -> dict[str, str]:
+    """Resolved adapters the runtime cannot serve (a job's output URI), name -> why."""
+    out: dict[str, str] = {}
+    for name, uri in resolved.ready.items():
+        why = adapter_uri_problem(uri, spec.runtime)
+        if why:
+            out[name] = f"cannot serve {uri} on runtime {spec.runtime}: {why}"
+    return out
 
 
 def _pod_ready(pod: Manifest) -> bool:
@@ -77,24 +101,45 @@ class AdapterDeployments:
         self.config = config
         self.emit = emit
 
-    def resolve(self, namespace: str, spec: AdapterDeploymentSpec) -> ResolvedAdapters:
+    def resolve(
+        self, namespace: str, spec: AdapterDeploymentSpec
+    ) -> tuple[ResolvedAdapters, dict[str, int]]:
+        """The adapters' URIs, and the ranks of those a FineTuneJob made (name -> rank)."""
         jobs: dict[str, Any] = {}
+        ranks: dict[str, int] = {}
         for ref in spec.adapters:
-            if ref.from_fine_tune_job and ref.from_fine_tune_job not in jobs:
-                body = self.kube.get(*FTJ, namespace, ref.from_fine_tune_job)
-                jobs[ref.from_fine_tune_job] = None if body is None else (body.get("status") or {})
-        return resolve_adapters(spec, jobs)
+            job = ref.from_fine_tune_job
+            if job and job not in jobs:
+                body = self.kube.get(*FTJ, namespace, job)
+                jobs[job] = None if body is None else (body.get("status") or {})
+                rank = job_rank(body)
+                if rank is not None:
+                    ranks[ref.name] = rank
+        return resolve_adapters(spec, jobs), ranks
+
+    def _checked(
+        self, body: Manifest
+    ) -> tuple[AdapterDeploymentSpec, RuntimePlan, ResolvedAdapters, dict[str, str]]:
+        owner = Owner.from_body(body)
+        try:
+            spec = parse_adapter_deployment_spec(body.get("spec"))
+        except AdapterDeploymentSpecError as exc:
+            raise SpecRejected(str(exc)) from None
+        resolved, ranks = self.resolve(owner.namespace, spec)
+        spec, run = validate(body.get("spec"), self.config, ranks)
+        refused = screen(resolved, spec)
+        ready = {n: u for n, u in resolved.ready.items() if n not in refused}
+        return spec, run, ResolvedAdapters(ready=ready, waiting=resolved.waiting), refused
 
     def ensure(self, body: Manifest) -> None:
         owner = Owner.from_body(body)
         try:
-            spec, run = validate(body.get("spec"), self.config)
+            spec, run, resolved, _ = self._checked(body)
         except SpecRejected as exc:
             self._reject(body, str(exc))
             raise
-        resolved = self.resolve(owner.namespace, spec)
         claims = served_claims(spec, resolved.ready)
-        self.kube.apply(build_adapters_configmap(owner, resolved.ready))
+        self.kube.apply(build_adapters_configmap(owner, resolved.ready, optional_adapters(spec)))
         self.kube.apply(build_deployment(owner, spec, run, claims, self.config))
         self.kube.apply(build_service(owner, spec, run))
 
@@ -145,10 +190,9 @@ class AdapterDeployments:
             return
         owner = Owner.from_body(body)
         try:
-            spec, run = validate(body.get("spec"), self.config)
+            spec, run, resolved, refused = await asyncio.to_thread(self._checked, body)
         except SpecRejected:
             return  # ensure reported it
-        resolved = await asyncio.to_thread(self.resolve, namespace, spec)
         deployment = await asyncio.to_thread(
             self.kube.get, "apps/v1", "Deployment", namespace, server_name(owner.name)
         )
@@ -157,29 +201,11 @@ class AdapterDeployments:
         )
         ready_pods = sorted((p for p in pods if _pod_ready(p)), key=lambda p: p["metadata"]["name"])
         targets = [
-            PodTarget(p["metadata"]["name"], p["status"]["podIP"], run.port) for p in ready_pods
+            PodTarget(p["metadata"]["name"], p["status"]["podIP"], run.admin_port)
+            for p in ready_pods
         ]
-        desired = dict(resolved.ready)
-        if run.admin == "vllm":
-            desired = {n: adapter_ref(u, spec.runtime).ref for n, u in resolved.ready.items()}
-        reports = await probe_pods(
-            run.admin, targets, desired, timeout=self.config.adapter_poll_timeout
-        )
-        notes = {}
-        if run.admin == "none":
-            for n, u in resolved.ready.items():
-                ref = adapter_ref(u, spec.runtime)
-                notes[n] = (
-                    f"{spec.runtime} loads adapters on first use: send adapter_id={ref.ref} "
-                    f"adapter_source={ref.source}"
-                )
-        adapters = aggregate(
-            resolved.ready,
-            resolved.waiting,
-            reports,
-            observable=run.admin != "none",
-            unobservable_note=notes,
-        )
+        reports = await probe_pods(targets, timeout=self.config.adapter_poll_timeout)
+        adapters = aggregate(resolved.ready, resolved.waiting, reports, refused=refused)
         dstatus = (deployment or {}).get("status") or {}
         ready = int(dstatus.get("readyReplicas") or 0)
         updated = int(dstatus.get("updatedReplicas") or 0)

@@ -1,6 +1,7 @@
 """Per-adapter state of an AdapterDeployment from what its pods report (pure).
 
-Each ready pod is asked for its adapters (see :mod:`loraland.controller.probe`); the
+Each ready pod is asked for its adapters (see :mod:`loraland.controller.probe`: the
+builtin server, or the adapter agent beside vLLM and LoRAX, answers); the
 answers, or the reasons a pod could not answer, become :class:`PodReport` values. An
 adapter is Loaded only when every ready replica has it loaded, Failed (with the pod's
 message) as soon as one replica failed to load it, and Pending otherwise, with a message
@@ -49,31 +50,6 @@ def parse_builtin_adapters(payload: object) -> dict[str, PodAdapter]:
     return out
 
 
-def parse_vllm_models(payload: object) -> set[str]:
-    """``GET /v1/models`` of vLLM: LoRA modules are the entries with a ``parent`` model."""
-    data = payload.get("data") if isinstance(payload, dict) else None
-    entries = data if isinstance(data, list) else []
-    return {
-        str(m["id"])
-        for m in entries
-        if isinstance(m, dict) and "id" in m and m.get("parent") is not None
-    }
-
-
-@dataclass(frozen=True)
-class VllmPlan:
-    load: Mapping[str, str]  # name -> lora_path
-    unload: Sequence[str]
-
-
-def plan_vllm(desired: Mapping[str, str], loaded: set[str]) -> VllmPlan:
-    """What to load and unload so the pod serves exactly ``desired``."""
-    return VllmPlan(
-        load={n: p for n, p in sorted(desired.items()) if n not in loaded},
-        unload=sorted(loaded - set(desired)),
-    )
-
-
 def _short(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -84,22 +60,24 @@ def aggregate(
     waiting: Mapping[str, str],
     reports: Sequence[PodReport],
     *,
-    observable: bool = True,
-    unobservable_note: Mapping[str, str] | None = None,
+    refused: Mapping[str, str] | None = None,
 ) -> list[AdapterStateStatus]:
-    """One :class:`AdapterStateStatus` per adapter of the spec, sorted by name."""
+    """One :class:`AdapterStateStatus` per adapter of the spec, sorted by name.
+
+    ``refused`` maps adapters the runtime cannot serve (never sent to the pods) to why.
+    """
     out: list[AdapterStateStatus] = []
     reachable = [r for r in reports if r.reachable]
     unreachable = [r for r in reports if not r.reachable]
-    for name in sorted({*desired, *waiting}):
+    refused = refused or {}
+    for name in sorted({*desired, *waiting, *refused}):
+        if name in refused:
+            out.append(AdapterStateStatus(name=name, state="Failed", message=refused[name]))
+            continue
         if name in waiting:
             out.append(AdapterStateStatus(name=name, state="Pending", message=waiting[name]))
             continue
         uri = desired[name]
-        if not observable:
-            note = (unobservable_note or {}).get(name, "the runtime does not report adapters")
-            out.append(AdapterStateStatus(name=name, uri=uri, state="Pending", message=note))
-            continue
         if not reports:
             out.append(
                 AdapterStateStatus(

@@ -15,11 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from loraland import __version__
 
+# Third-party runtimes, pinned (a tag that moves under a running cluster is an outage);
+# the versions and the CLI tables they were checked against live in one place.
+from loraland.controller.upstream import LORAX_IMAGE, VLLM_IMAGE
+
 ENV_PREFIX = "LORALAND_OPERATOR_"
 
-#: Third-party runtimes, pinned: a tag that moves under a running cluster is an outage.
-LORAX_IMAGE = "ghcr.io/predibase/lorax:0.4.0"
-VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"
+__all__ = ["LORAX_IMAGE", "VLLM_IMAGE", "OperatorConfig"]
 
 
 def _image(component: str, suffix: str = "") -> str:
@@ -35,8 +37,9 @@ class OperatorConfig(BaseModel):
     trainer_cpu_image: str = Field(default_factory=lambda: _image("trainer", "-cpu"))
     server_image: str = Field(default_factory=lambda: _image("server"))
     server_cpu_image: str = Field(default_factory=lambda: _image("server", "-cpu"))
-    #: Runs ``loraland operator relay-progress`` beside the trainer; needs only loraland
-    #: and the Kubernetes client, so the small operator image fits.
+    #: Runs ``loraland operator relay-progress`` beside the trainer and ``loraland agent``
+    #: beside vLLM/LoRAX servers; both need loraland without torch, so the small operator
+    #: image fits.
     relay_image: str = Field(default_factory=lambda: _image("operator"))
     lorax_image: str = LORAX_IMAGE
     vllm_image: str = VLLM_IMAGE

@@ -34,6 +34,7 @@ from loraland.controller.jobstatus import next_status, observe, result_from_pods
 from loraland.controller.kube import Kube
 from loraland.controller.names import FINETUNEJOB_LABEL, job_name, label_value
 from loraland.controller.podspec import Owner
+from loraland.controller.runtimerules import deploy_problem
 from loraland.controller.trainjob import adapter_name, build_children, describe
 from loraland.storage.errors import StorageError
 from loraland.storage.uri import Scheme, parse_uri
@@ -286,8 +287,9 @@ class FineTuneJobs:
             return
         else:
             name = new.adapter.name or adapter_name(owner, spec)
-            ok, message = self._add_adapter(owner.namespace, target, name, new.adapter.uri)
-            reason = "AdapterAdded" if ok else "AdapterDeploymentNotFound"
+            ok, reason, message = self._add_adapter(
+                owner.namespace, target, name, new.adapter.uri, spec.lora.rank
+            )
         new.conditions = set_condition(
             new.conditions,
             FineTuneJobConditionType.DEPLOYED,
@@ -301,15 +303,25 @@ class FineTuneJobs:
             new.deployed_to = target
             self.emit(body, "Normal", "Deployed", message)
 
-    def _add_adapter(self, namespace: str, target: str, name: str, uri: str) -> tuple[bool, str]:
+    def _add_adapter(
+        self, namespace: str, target: str, name: str, uri: str, rank: int
+    ) -> tuple[bool, str, str]:
+        """(added, reason, message): the Deployed condition's status, reason and message."""
         for _ in range(5):
             adep = self.kube.get(*ADEP, namespace, target)
             if adep is None:
-                return False, f"AdapterDeployment {target} not found in {namespace}"
+                missing = f"AdapterDeployment {target} not found in {namespace}"
+                return False, "AdapterDeploymentNotFound", missing
             adapters = list((adep.get("spec") or {}).get("adapters") or [])
+            # Refuse here, with the reason, what the target's runtime cannot serve: adding
+            # it would only turn the AdapterDeployment Failed while this job says Deployed.
+            why = deploy_problem(adep.get("spec"), name, uri, rank)
+            if why:
+                return False, "AdapterUnservable", f"AdapterDeployment {target}: {why}"
             updated = with_adapter(adapters, name, uri)
             if updated is None:
-                return True, f"adapter {name} already served by AdapterDeployment {target}"
+                served = f"adapter {name} already served by AdapterDeployment {target}"
+                return True, "AdapterAdded", served
             try:
                 self.kube.merge_patch(
                     *ADEP,
@@ -324,7 +336,9 @@ class FineTuneJobs:
                 if exc.status == 409:
                     continue
                 if exc.status == 422:
-                    return False, f"AdapterDeployment {target} refused adapter {name}: {exc.body}"
+                    refused = f"AdapterDeployment {target} refused adapter {name}: {exc.body}"
+                    return False, "AdapterRefused", refused
                 raise
-            return True, f"added adapter {name} ({uri}) to AdapterDeployment {target}"
-        return False, f"AdapterDeployment {target} kept changing; will retry"
+            added = f"added adapter {name} ({uri}) to AdapterDeployment {target}"
+            return True, "AdapterAdded", added
+        return False, "Conflict", f"AdapterDeployment {target} kept changing; will retry"

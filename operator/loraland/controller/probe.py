@@ -8,19 +8,12 @@ functions in :mod:`loraland.controller.adapterstate`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import httpx
 
-from loraland.controller.adapterstate import (
-    PodAdapter,
-    PodReport,
-    parse_builtin_adapters,
-    parse_vllm_models,
-    plan_vllm,
-)
+from loraland.controller.adapterstate import PodReport, parse_builtin_adapters
 
 
 @dataclass(frozen=True)
@@ -52,51 +45,14 @@ async def builtin_report(client: httpx.AsyncClient, pod: PodTarget) -> PodReport
         return PodReport(pod.name, error=f"GET {url}: {_describe(exc)}")
 
 
-async def vllm_report(
-    client: httpx.AsyncClient, pod: PodTarget, desired: Mapping[str, str]
-) -> PodReport:
-    """Bring one vLLM pod to ``desired`` (name -> lora_path) and report what it serves."""
-    models_url = pod.url("/v1/models")
-    try:
-        response = await client.get(models_url)
-        response.raise_for_status()
-        loaded = parse_vllm_models(response.json())
-    except (httpx.HTTPError, ValueError) as exc:
-        return PodReport(pod.name, error=f"GET {models_url}: {_describe(exc)}")
-    todo = plan_vllm(desired, loaded)
-    states: dict[str, PodAdapter] = {n: PodAdapter("Loaded") for n in loaded & set(desired)}
-    for name, path in todo.load.items():
-        try:
-            answer = await client.post(
-                pod.url("/v1/load_lora_adapter"), json={"lora_name": name, "lora_path": path}
-            )
-        except httpx.HTTPError as exc:
-            states[name] = PodAdapter("Pending", f"load request failed: {_describe(exc)}")
-            continue
-        if answer.is_success:
-            states[name] = PodAdapter("Loaded")
-        else:
-            states[name] = PodAdapter("Failed", f"HTTP {answer.status_code}: {answer.text[:200]}")
-    for name in todo.unload:
-        # A failed unload leaves the adapter listed: the next poll tries again.
-        with contextlib.suppress(httpx.HTTPError):
-            await client.post(pod.url("/v1/unload_lora_adapter"), json={"lora_name": name})
-    return PodReport(pod.name, states)
+async def probe_pods(pods: Sequence[PodTarget], *, timeout: float) -> list[PodReport]:
+    """Ask every pod at once; one slow pod costs ``timeout``, not ``timeout * pods``.
 
-
-async def probe_pods(
-    runtime_admin: str,
-    pods: Sequence[PodTarget],
-    desired: Mapping[str, str],
-    *,
-    timeout: float,
-) -> list[PodReport]:
-    """Ask every pod at once; one slow pod costs ``timeout``, not ``timeout * pods``."""
-    if runtime_admin == "none" or not pods:
+    Each target is the builtin server or, for vLLM and LoRAX, the pod's adapter agent;
+    both answer ``GET /admin/adapters`` in the same shape. Only reads: loading adapters
+    is the pod's own business (its server or agent watches the adapters file).
+    """
+    if not pods:
         return []
     async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
-        if runtime_admin == "vllm":
-            jobs = [vllm_report(client, p, desired) for p in pods]
-        else:
-            jobs = [builtin_report(client, p) for p in pods]
-        return list(await asyncio.gather(*jobs))
+        return list(await asyncio.gather(*(builtin_report(client, p) for p in pods)))

@@ -2,9 +2,10 @@
 
 The pod template is a function of everything in the spec *except* the adapter list
 (and ``replicas``), so adding or removing an adapter never rolls the pods: the list
-travels in the ConfigMap (builtin runtime: a watched file) or through the runtime's API
-(vLLM). One exception is unavoidable: an adapter on a PersistentVolumeClaim no pod mounts
-yet needs a new volume, hence a new template and a rollout.
+travels in the ConfigMap, a file the builtin server (or, for vLLM and LoRAX, the adapter
+agent sidecar) watches. Two exceptions are unavoidable: an adapter on a
+PersistentVolumeClaim no pod mounts yet needs a new volume, and on vLLM a known adapter
+rank above the current ``--max-lora-rank`` needs a new argument; both roll the pods.
 """
 
 from __future__ import annotations
@@ -32,9 +33,16 @@ from loraland.controller.podspec import (
     resource_requirements,
     secret_env_from,
 )
-from loraland.controller.runtimes import ADAPTERS_DIR, ADAPTERS_FILE_NAME, RuntimePlan
+from loraland.controller.runtimes import (
+    ADAPTERS_DIR,
+    ADAPTERS_FILE_NAME,
+    CACHE_DIR,
+    STAGE_DIR,
+    RuntimePlan,
+)
 
 SERVER_CONTAINER = "server"
+AGENT_CONTAINER = "adapter-agent"
 
 
 @dataclass(frozen=True)
@@ -77,20 +85,33 @@ def resolve_adapters(
     return ResolvedAdapters(ready=ready, waiting=waiting)
 
 
-def adapters_file(ready: Mapping[str, str]) -> str:
-    """The adapters file ``loraland serve --adapters-file`` watches: a list of {name, uri}."""
-    entries = [{"name": n, "uri": u} for n, u in sorted(ready.items())]
+def optional_adapters(spec: AdapterDeploymentSpec) -> frozenset[str]:
+    """Adapters marked ``required: false``: the agent's readiness does not wait for them."""
+    return frozenset(a.name for a in spec.adapters if a.required is False)
+
+
+def adapters_file(ready: Mapping[str, str], optional: frozenset[str] = frozenset()) -> str:
+    """The adapters file the builtin server and the agent watch: a list of {name, uri}
+    (plus ``required: false`` where set)."""
+    entries: list[dict[str, object]] = []
+    for name, uri in sorted(ready.items()):
+        entry: dict[str, object] = {"name": name, "uri": uri}
+        if name in optional:
+            entry["required"] = False
+        entries.append(entry)
     return yaml.safe_dump({"adapters": entries}, sort_keys=False)
 
 
-def build_adapters_configmap(owner: Owner, ready: Mapping[str, str]) -> Manifest:
+def build_adapters_configmap(
+    owner: Owner, ready: Mapping[str, str], optional: frozenset[str] = frozenset()
+) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": owner.metadata(
             adapters_configmap_name(owner.name), adapterdeployment_labels(owner.name)
         ),
-        "data": {ADAPTERS_FILE_NAME: adapters_file(ready)},
+        "data": {ADAPTERS_FILE_NAME: adapters_file(ready, optional)},
     }
 
 
@@ -110,18 +131,20 @@ def server_container(
     if run.grpc_port is not None:
         ports.append({"name": "grpc", "containerPort": run.grpc_port, "protocol": "TCP"})
     env = [
-        {"name": "LORALAND_CACHE", "value": "/var/cache/loraland"},
-        {"name": "HF_HOME", "value": "/var/cache/loraland/huggingface"},
+        {"name": "LORALAND_CACHE", "value": CACHE_DIR},
+        {"name": "HF_HOME", "value": f"{CACHE_DIR}/huggingface"},
         *({"name": k, "value": v} for k, v in sorted(run.env.items())),
     ]
     _, pvc_mounts = pvc_volumes(claims)
     mounts = [
-        {"name": "cache", "mountPath": "/var/cache/loraland"},
+        {"name": "cache", "mountPath": CACHE_DIR},
         {"name": "dshm", "mountPath": "/dev/shm"},
         *pvc_mounts,
     ]
-    if run.mounts_adapters_file:
+    if run.agent is None:
         mounts.append({"name": "adapters", "mountPath": ADAPTERS_DIR, "readOnly": True})
+    else:
+        mounts.append({"name": "stage", "mountPath": STAGE_DIR, "readOnly": True})
     container: Manifest = {
         "name": SERVER_CONTAINER,
         "image": run.image,
@@ -146,6 +169,43 @@ def server_container(
     return container
 
 
+def agent_container(
+    spec: AdapterDeploymentSpec, run: RuntimePlan, claims: Sequence[str], image: str
+) -> Manifest:
+    """The adapter agent: stages adapters, loads them into the server, gates readiness."""
+    assert run.agent is not None
+    _, pvc_mounts = pvc_volumes(claims)
+    container: Manifest = {
+        "name": AGENT_CONTAINER,
+        "image": image,
+        "command": ["loraland"],
+        "args": list(run.agent.args),
+        "ports": [{"name": "agent", "containerPort": run.agent.port, "protocol": "TCP"}],
+        # Downloads land in the shared volume, so the server reads what the agent fetched.
+        "env": [
+            {"name": "LORALAND_CACHE", "value": STAGE_DIR},
+            {"name": "HF_HOME", "value": f"{STAGE_DIR}/huggingface"},
+        ],
+        "volumeMounts": [
+            {"name": "stage", "mountPath": STAGE_DIR},
+            {"name": "adapters", "mountPath": ADAPTERS_DIR, "readOnly": True},
+            *pvc_mounts,
+        ],
+        # Ready only once every required adapter is loaded into this pod's server: the
+        # pod joins the Service then, never before (a pod is Ready when all containers are).
+        "readinessProbe": _probe("/ready", "agent", period=2, failures=1),
+        "livenessProbe": _probe("/health", "agent", period=10, failures=6),
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "128Mi"},
+            "limits": {"memory": "1Gi"},
+        },
+    }
+    env_from = secret_env_from([spec.base_model.secret_ref])
+    if env_from:
+        container["envFrom"] = env_from  # hub tokens and S3 credentials for staging
+    return container
+
+
 def served_claims(spec: AdapterDeploymentSpec, ready: Mapping[str, str]) -> list[str]:
     return claims_of([spec.base_model.uri, *ready.values()])
 
@@ -164,12 +224,15 @@ def build_deployment(
         {"name": "dshm", "emptyDir": {"medium": "Memory"}},
         *pvc_vols,
     ]
-    if run.mounts_adapters_file:
-        volumes.append(
-            {"name": "adapters", "configMap": {"name": adapters_configmap_name(owner.name)}}
-        )
+    volumes.append({"name": "adapters", "configMap": {"name": adapters_configmap_name(owner.name)}})
     container = server_container(spec, run, claims)
     container["imagePullPolicy"] = config.image_pull_policy
+    containers = [container]
+    if run.agent is not None:
+        volumes.append({"name": "stage", "emptyDir": {}})
+        agent = agent_container(spec, run, claims, config.relay_image)
+        agent["imagePullPolicy"] = config.image_pull_policy
+        containers.append(agent)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -182,7 +245,7 @@ def build_deployment(
                 "spec": {
                     "enableServiceLinks": False,
                     "automountServiceAccountToken": False,
-                    "containers": [container],
+                    "containers": containers,
                     "volumes": volumes,
                     **placement(spec.resources),
                 },

@@ -50,6 +50,8 @@ class AdapterSource(_Model):
 
     name: str
     uri: str = Field(min_length=1)
+    #: Read by the adapter agent (readiness gating); the builtin server loads all alike.
+    required: bool = True
 
     @field_validator("name")
     @classmethod

@@ -12,7 +12,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
@@ -22,7 +22,7 @@ from loraland.api.finetunejob import FineTuneJobSpec
 from loraland.api.progress import TrainingProgress
 from loraland.data.loading import DatasetBundle
 from loraland.modeling import load_base_model, pick_device, pick_dtype
-from loraland.settings import Settings
+from loraland.settings import PVC_MOUNT_ROOT, Settings
 from loraland.storage import Scheme, parse_uri
 from loraland.trainer import checkpoint as ckpt
 from loraland.trainer.encoding import encode_examples
@@ -77,10 +77,24 @@ def _quantization_config(spec: FineTuneJobSpec, compute: torch.dtype) -> Any:
     return BitsAndBytesConfig(load_in_8bit=True)  # type: ignore[no-untyped-call]
 
 
-def _adapter_base_name(uri: str) -> str:
-    """What adapter_config.json names as the base: the hub id where there is one."""
+def adapter_base_name(uri: str, local_path: Path) -> str:
+    """What adapter_config.json names as the base: a name PEFT, vLLM and LoRAX can read.
+
+    The hub id for ``hf://`` bases (what LoRAX's ``--model-id`` and vLLM's ``--model``
+    are for that base, so LoRAX skips its architecture check, utils/adapter.py:166 at
+    0.12.1); the path serving pods mount a ``pvc://`` claim at, a local path as given;
+    and for ``builtin://`` and ``s3://`` the directory the trainer loaded, as PEFT itself
+    records. Never a loraland URI: ``AutoConfig.from_pretrained`` cannot read one.
+    loraland.json keeps the URI (``base_model``).
+    """
     parsed = parse_uri(uri)
-    return parsed.location if parsed.scheme is Scheme.HF else uri
+    if parsed.scheme is Scheme.HF:
+        return parsed.location
+    if parsed.scheme is Scheme.PVC:
+        return str(PurePosixPath(PVC_MOUNT_ROOT, parsed.location, parsed.path))
+    if parsed.scheme is Scheme.FILE:
+        return str(Path(parsed.location).expanduser().absolute())
+    return str(local_path)
 
 
 def base_model_uri(spec: FineTuneJobSpec) -> str:
@@ -216,7 +230,7 @@ def train(
     adapter_dir = work_dir / "adapter"
     shutil.rmtree(adapter_dir, ignore_errors=True)
     model.save_pretrained(str(adapter_dir))
-    _set_base_name(adapter_dir, _adapter_base_name(spec.base_model.uri))
+    _set_base_name(adapter_dir, adapter_base_name(spec.base_model.uri, loaded.path))
     return TrainedModel(
         model=model,
         tokenizer=tokenizer,
@@ -232,7 +246,7 @@ def train(
 
 
 def _set_base_name(adapter_dir: Path, name: str) -> None:
-    """PEFT records the local cache path of the base; record the portable URI instead."""
+    """Record :func:`adapter_base_name` instead of whatever PEFT wrote."""
     path = adapter_dir / PEFT_CONFIG_FILE
     if not path.is_file():
         raise TrainerError(f"peft did not write {path}")

@@ -80,7 +80,8 @@ def server(
         "max_concurrent_requests": 64,
         "max_queue_length": 64,
     }
-    process = ServerProcess(config, workdir).start()
+    # A loaded shared machine can take minutes to load the model; this is no speed check.
+    process = ServerProcess(config, workdir).start(timeout=600)
     process.wait_adapters(names)
     yield process
     process.stop()

@@ -101,14 +101,33 @@ REPORTED_BY_OPERATOR = [
     ("adep", "vllm-builtin", with_spec(ADEP, "runtime", "vllm"), "spec.baseModel.uri"),
     (
         "adep",
-        "lorax-s3-adapter",
+        "lorax-builtin-adapter",
         adep_manifest(
             "bad",
             runtime="lorax",
             baseModel={"uri": "hf://org/model"},
-            adapters=[{"name": "a", "uri": "s3://bucket/a"}],
+            adapters=[{"name": "a", "uri": "builtin://smollm2-135m-instruct"}],
         ),
         "spec.adapters[0].uri",
+    ),
+    (
+        "adep",
+        "vllm-rank-outside-its-set",
+        adep_manifest(
+            "bad", runtime="vllm", baseModel={"uri": "hf://org/model"}, serving={"maxLoraRank": 24}
+        ),
+        "spec.serving.maxLoraRank",
+    ),
+    (
+        "adep",
+        "lorax-input-limit-alone",
+        adep_manifest(
+            "bad",
+            runtime="lorax",
+            baseModel={"uri": "hf://org/model"},
+            serving={"maxInputTokens": 8000},
+        ),
+        "spec.serving.maxTotalTokens",
     ),
 ]
 

@@ -8,8 +8,6 @@ from loraland.controller.adapterstate import (
     aggregate,
     deployment_phase,
     parse_builtin_adapters,
-    parse_vllm_models,
-    plan_vllm,
 )
 from loraland.serving.wire.admin import AdapterList, AdapterOut
 
@@ -76,27 +74,21 @@ def test_unreachable_pods_leave_adapters_pending_and_say_so() -> None:
     assert "not yet listed by p1" in states["b"].message
 
 
-def test_waiting_and_unobservable() -> None:
+def test_waiting_and_refused() -> None:
     states = aggregate(
-        {"a": "hf://o/a"}, {"b": "waiting for FineTuneJob b (Running)"}, [], observable=False
+        {"a": "hf://o/a"},
+        {"b": "waiting for FineTuneJob b (Running)"},
+        [],
+        refused={"c": "cannot serve builtin://x on runtime vllm"},
     )
-    assert [(s.name, s.state) for s in states] == [("a", "Pending"), ("b", "Pending")]
+    assert [(s.name, s.state) for s in states] == [
+        ("a", "Pending"),
+        ("b", "Pending"),
+        ("c", "Failed"),
+    ]
     assert states[1].message == "waiting for FineTuneJob b (Running)"
+    assert states[2].message.startswith("cannot serve builtin://x")
     assert aggregate({"a": "x"}, {}, [])[0].message == "no ready server pod"
-
-
-def test_vllm_models_and_plan() -> None:
-    payload = {
-        "data": [
-            {"id": "served-name", "root": "/models/base", "parent": None},
-            {"id": "a", "root": "/mnt/pvc/a/a", "parent": "base"},
-            {"id": "old", "root": "/mnt/pvc/a/old", "parent": "base"},
-        ]
-    }
-    loaded = parse_vllm_models(payload)
-    assert loaded == {"a", "old"}
-    todo = plan_vllm({"a": "/mnt/pvc/a/a", "b": "/mnt/pvc/a/b"}, loaded)
-    assert dict(todo.load) == {"b": "/mnt/pvc/a/b"} and list(todo.unload) == ["old"]
 
 
 def test_deployment_phase() -> None:

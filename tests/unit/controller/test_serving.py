@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import yaml
-from loraland.controller.config import OperatorConfig
+from loraland.controller.config import LORAX_IMAGE, VLLM_IMAGE, OperatorConfig
 from loraland.controller.podspec import Owner
 from loraland.controller.runtimes import RuntimeSpecError, plan
 from loraland.controller.serving import (
@@ -131,10 +131,10 @@ def test_vllm_runtime(adep_spec: Any, config: OperatorConfig) -> None:
         adapters=[{"name": "a", "uri": "pvc://adapters/a"}],
     )
     run = plan(spec, config)
-    assert run.image == "vllm/vllm-openai:v0.11.0"
+    assert run.image == VLLM_IMAGE == "vllm/vllm-openai:v0.33.0"
     assert run.port == 8000
     assert run.env == {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
-    assert run.admin == "vllm"
+    assert run.admin == "agent" and run.admin_port == 8090
     assert run.args == [
         "--model",
         "HuggingFaceTB/SmolLM2-135M-Instruct",
@@ -145,18 +145,21 @@ def test_vllm_runtime(adep_spec: Any, config: OperatorConfig) -> None:
         "main",
         "--max-loras",
         "8",
+        "--max-cpu-loras",
+        "64",
         "--max-lora-rank",
         "16",
         "--max-model-len",
         "4096",
     ]
-    assert not run.mounts_adapters_file
+    assert run.agent is not None and run.agent.args[:3] == ["agent", "--runtime", "vllm"]
+    assert run.agent.args[-2:] == ["--max-lora-rank", "16"]
 
 
 def test_lorax_runtime(adep_spec: Any, config: OperatorConfig) -> None:
     spec = adep_spec(runtime="lorax", baseModel={"uri": "pvc://models/mistral"}, adapters=[])
     run = plan(spec, config)
-    assert run.image.startswith("ghcr.io/predibase/lorax:")
+    assert run.image == LORAX_IMAGE == "ghcr.io/predibase/lorax:0.12.1"
     assert run.args == [
         "--model-id",
         "/mnt/pvc/models/mistral",
@@ -165,19 +168,42 @@ def test_lorax_runtime(adep_spec: Any, config: OperatorConfig) -> None:
         "--max-active-adapters",
         "4",
     ]
-    assert run.port == 80 and run.command is None and run.admin == "none"
+    assert run.port == 80 and run.command is None and run.admin == "agent"
+    assert run.agent is not None and "lorax" in run.agent.args
 
 
 @pytest.mark.parametrize("runtime", ["lorax", "vllm"])
-def test_third_party_runtimes_refuse_loraland_only_uris(
+def test_third_party_runtimes_refuse_loraland_only_base_models(
     adep_spec: Any, runtime: str, config: OperatorConfig
 ) -> None:
     with pytest.raises(RuntimeSpecError, match=r"spec\.baseModel\.uri: runtime .* builtin://"):
         plan(adep_spec(runtime=runtime), config)
+    spec = adep_spec(runtime=runtime, baseModel={"uri": "s3://bucket/base"}, adapters=[])
+    with pytest.raises(RuntimeSpecError, match=r"spec\.baseModel\.uri: runtime .* s3://"):
+        plan(spec, config)
+
+
+@pytest.mark.parametrize("runtime", ["lorax", "vllm"])
+def test_third_party_runtimes_take_every_adapter_uri_through_the_agent(
+    adep_spec: Any, runtime: str, config: OperatorConfig
+) -> None:
+    """s3:// adapters used to be refused (and fromFineTuneJob ones made refresh raise):
+    the agent stages them, so they are served like the others."""
     spec = adep_spec(
         runtime=runtime,
         baseModel={"uri": "hf://org/model"},
-        adapters=[{"name": "a", "uri": "s3://bucket/a"}],
+        adapters=[
+            {"name": "s", "uri": "s3://bucket/a"},
+            {"name": "h", "uri": "hf://org/adapter@v2"},
+            {"name": "p", "uri": "pvc://adapters/a"},
+            {"name": "l", "uri": "/opt/adapters/a"},
+        ],
     )
-    with pytest.raises(RuntimeSpecError, match=r"spec\.adapters\[0\]\.uri: .* s3://"):
-        plan(spec, config)
+    plan(spec, config)
+    bad = adep_spec(
+        runtime=runtime,
+        baseModel={"uri": "hf://org/model"},
+        adapters=[{"name": "ok", "uri": "hf://o/a"}, {"name": "b", "uri": "builtin://x"}],
+    )
+    with pytest.raises(RuntimeSpecError, match=r"spec\.adapters\[1\]\.uri: builtin://x names"):
+        plan(bad, config)

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from loraland.serving.errors import ServingError
-from loraland.serving.http import admin, metrics, openai, playground, tgi
+from loraland.serving.http import admin, metrics, openai, playground, tgi, vllm_lora
 from loraland.serving.http.state import ClientGone
 from loraland.serving.state import ServerState
 
@@ -88,4 +88,5 @@ def create_app(state: ServerState) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(metrics.router)
     app.include_router(playground.router)
+    app.include_router(vllm_lora.router)
     return app
