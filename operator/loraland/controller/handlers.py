@@ -30,7 +30,7 @@ import kopf
 from loraland.api.finetunejob import API_GROUP
 from loraland.controller.adapterdeployments import AdapterDeployments
 from loraland.controller.errors import RetryLater, SpecRejected
-from loraland.controller.finetunejobs import FineTuneJobs
+from loraland.controller.finetunejobs import GAIN_REFUSALS, FineTuneJobs
 from loraland.controller.names import (
     ADAPTERDEPLOYMENT_LABEL,
     FINETUNEJOB_LABEL,
@@ -69,6 +69,15 @@ def _needs_sync(body: Any) -> bool:
     if phase == "Evaluating" and stage == "training":
         return True
     deploy = (body.get("spec") or {}).get("deployTo")
+    deployed = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "Deployed"), None
+    )
+    if (
+        deployed
+        and deployed.get("reason") in GAIN_REFUSALS
+        and deployed.get("observedGeneration") == body.get("metadata", {}).get("generation")
+    ):
+        return False  # minGain said no for this spec; only a spec change can say yes
     return bool(
         phase == "Succeeded"
         and deploy
