@@ -67,7 +67,10 @@ def validate(name: str, raw: object) -> tuple[FineTuneStudySpec, list[Run]]:
     if problems:
         raise SpecRejected(format_problems(problems))
     runs = expand(name, spec)
-    # The checks the operator makes on a FineTuneJob (URIs, outputs) once per base/task.
+    # The checks the operator makes on a FineTuneJob (URIs, outputs) once per base/task,
+    # reported at the study field the job's field came from.
+    bases = {b.name: i for i, b in enumerate(spec.base_models)}
+    tasks = {t.name: i for i, t in enumerate(spec.tasks)}
     seen: set[tuple[str, str]] = set()
     for run in runs:
         key = (run.base.name, run.task.name)
@@ -77,7 +80,13 @@ def validate(name: str, raw: object) -> tuple[FineTuneStudySpec, list[Run]]:
         try:
             validate_spec(run.spec.model_dump(mode="json", by_alias=True, exclude_none=True))
         except SpecRejected as exc:
-            raise SpecRejected(f"run {run.name}: {exc}") from None
+            message = (
+                str(exc)
+                .replace("spec.baseModel.", f"spec.baseModels[{bases[run.base.name]}].")
+                .replace("spec.dataset.", f"spec.tasks[{tasks[run.task.name]}].dataset.")
+                .replace("spec.output.", "spec.template.output.")
+            )
+            raise SpecRejected(f"{message} (run {run.name})") from None
     return spec, runs
 
 
