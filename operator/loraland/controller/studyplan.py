@@ -251,8 +251,14 @@ def next_status(
     new.total = len(rows)
     new.counts = n
     new.progress = f"{n.succeeded + n.failed}/{len(rows)}"
-    new.attempts = {k: v for k, v in sorted(attempts.items()) if v > 1}
-    new.retries = sum(v - 1 for v in new.attempts.values())
+    # Never decreases (a merge patch cannot remove keys anyway): FineTuneJobs made per run,
+    # for every run that needed more than one, and the failed attempts _retry recorded.
+    made = dict(current.attempts)
+    for name, count in [*attempts.items(), *((r.name, r.attempts) for r in rows)]:
+        if count > 1 or name in made:
+            made[name] = max(made.get(name, 0), count)
+    new.attempts = dict(sorted(made.items()))
+    new.retries = sum(max(0, v - 1) for v in made.values())
     failed = [r.name for r in rows if r.phase is RunPhase.FAILED]
     new.failed_runs = failed[:FAILED_LIST_LIMIT]
     new.best_base = best_base(table)
