@@ -46,20 +46,21 @@ def write_heatmap(table: StudyTable, path: Path) -> Path:
 
     labels, grid, n_refs = heatmap_grid(table)
     values = np.array([[np.nan if v is None else 100 * v for v in row] for row in grid])
-    width = max(5.0, 1.1 * len(table.tasks) + 3)
+    width = max(6.5, 1.1 * len(table.tasks) + 4)
     height = max(2.5, 0.5 * len(labels) + 1.5)
     fig, ax = plt.subplots(figsize=(width, height))
+    ax.set_facecolor("#dddddd")  # cells with no score (queued, failed) show grey
     image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", vmin=0, vmax=100, aspect="auto")
     ax.set_xticks(range(len(table.tasks)), table.tasks, rotation=30, ha="right")
     ax.set_yticks(range(len(labels)), labels)
     for i, row in enumerate(values):
         for j, value in enumerate(row):
             text = "-" if np.isnan(value) else f"{value:.1f}"
-            color = "black" if not np.isnan(value) and value > 60 else "white"
+            color = "black" if np.isnan(value) or value > 60 else "white"
             ax.text(j, i, text, ha="center", va="center", color=color, fontsize=8)
     if n_refs:
         ax.axhline(len(labels) - n_refs - 0.5, color="white", linewidth=3)
-    ax.set_title(f"{table.study}: adapter score (%) per base model and task")
+    ax.set_title(f"{table.study}: adapter score (%)", fontsize=10)
     fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
