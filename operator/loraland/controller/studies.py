@@ -21,7 +21,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from loraland.api.status import utc_now
-from loraland.api.study import FineTuneStudySpec, format_problems, study_problems
+from loraland.api.study import FineTuneStudySpec, format_problems
 from loraland.api.studystatus import (
     TERMINAL_RUN_PHASES,
     FineTuneStudyStatus,
@@ -49,7 +49,7 @@ from loraland.controller.studyplan import (
     status_patch,
     with_deploy,
 )
-from loraland.study.matrix import Run, empty_table, expand, matrix_problems
+from loraland.study.matrix import Run, empty_table, expand, study_spec_problems
 
 log = logging.getLogger("loraland.operator")
 
@@ -59,13 +59,10 @@ Manifest = dict[str, Any]
 
 def validate(name: str, raw: object) -> tuple[FineTuneStudySpec, list[Run]]:
     """The spec and its runs, or :class:`SpecRejected` naming every bad field."""
-    problems = study_problems(raw)
+    problems = study_spec_problems(name, raw)
     if problems:
         raise SpecRejected(format_problems(problems))
     spec = FineTuneStudySpec.model_validate(raw)
-    problems = matrix_problems(name, spec)
-    if problems:
-        raise SpecRejected(format_problems(problems))
     runs = expand(name, spec)
     # The checks the operator makes on a FineTuneJob (URIs, outputs) once per base/task,
     # reported at the study field the job's field came from.

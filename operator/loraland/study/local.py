@@ -31,10 +31,9 @@ from loraland.api.study import (
     FineTuneStudySpec,
     StudySpecError,
     format_problems,
-    study_problems,
 )
 from loraland.api.studystatus import RunPhase, RunRow, StudyTable
-from loraland.study.matrix import Run, empty_table, expand, matrix_problems
+from loraland.study.matrix import Run, empty_table, expand, study_spec_problems
 
 RESULTS_FILE = "results.json"
 Echo = Callable[[str], None]
@@ -54,14 +53,10 @@ def read_study(path: Path) -> tuple[str, FineTuneStudySpec]:
         reason = format_validation_error(exc)
         raise StudySpecError(f"{path}: not a FineTuneStudy manifest: {reason}") from None
     name = str(manifest.metadata.get("name") or path.stem)
-    problems = study_problems(manifest.spec)
+    problems = study_spec_problems(name, manifest.spec)
     if problems:
         raise StudySpecError(f"{path}: {format_problems(problems)}")
-    spec = FineTuneStudySpec.model_validate(manifest.spec)
-    problems = matrix_problems(name, spec)
-    if problems:
-        raise StudySpecError(f"{path}: {format_problems(problems)}")
-    return name, spec
+    return name, FineTuneStudySpec.model_validate(manifest.spec)
 
 
 def local_runs(name: str, spec: FineTuneStudySpec, out: Path) -> list[Run]:
