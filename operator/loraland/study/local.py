@@ -175,7 +175,7 @@ def _log_tail(path: Path, lines: int = 3) -> str:
 class Display:
     """Two progress bars (the study, the current run) on a terminal; plain lines otherwise."""
 
-    def __init__(self, total: int, echo: Echo, tty: bool) -> None:
+    def __init__(self, total: int, echo: Echo, tty: bool, console: Any = None) -> None:
         self.echo = echo
         self.bar: Any = None
         if tty:
@@ -193,6 +193,7 @@ class Display:
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[note]}"),
                 TimeElapsedColumn(),
+                console=console,
             )
             self.bar.start()
             self.study = self.bar.add_task("study", total=total, note="")
@@ -216,6 +217,7 @@ class Display:
                 total=max(1, line.total_steps),
                 completed=line.step,
                 note=f"{line.phase} {loss}".strip(),
+                refresh=True,
             )
 
     def end_run(self) -> None:

@@ -79,3 +79,23 @@ def test_report_command_writes_markdown_and_png(tmp_path: Path, table: StudyTabl
     assert "## Questions" in (tmp_path / "report.md").read_text()
     (tmp_path / "bad.json").write_text(json.dumps({"study": "x"}))
     assert main(["study", "report", "--results", str(tmp_path / "bad.json")]) == 2
+
+
+def test_progress_bars_on_a_terminal() -> None:
+    import io
+
+    from loraland.api.progress import TrainingProgress
+    from loraland.study.local import Display
+    from rich.console import Console
+
+    screen = io.StringIO()
+    display = Display(
+        6, print, tty=True, console=Console(file=screen, force_terminal=True, width=120)
+    )
+    display.start_run("study-local-smollm2-sentiment-r2")
+    display.progress(TrainingProgress(step=3, total_steps=8, epoch=0.1, loss=1.25))
+    display.end_run()
+    display.close()
+    text = screen.getvalue()
+    assert "study" in text and "1/6" in text
+    assert "3/8" in text and "loss 1.2500" in text
