@@ -189,7 +189,7 @@ def test_deploy_to_min_gain_deploys_only_an_adapter_that_beats_its_base(
                 "status": {
                     "adapter": {
                         "name": name,
-                        "uri": f"s3://b/{name}",
+                        "uri": f"s3://loraland-test/{name}",
                         "sha256": "a" * 64,
                         "sizeBytes": 1,
                     },
@@ -215,6 +215,6 @@ def test_deploy_to_min_gain_deploys_only_an_adapter_that_beats_its_base(
     accepted = until(lambda: deployed("great"), "great's Deployed condition")
     assert accepted["status"] == "True"
     adep = objects.get("adapterdeployments", namespace, "serving") or {}
-    assert adep["spec"]["adapters"] == [{"name": "great", "uri": "s3://b/great"}]
+    assert adep["spec"]["adapters"] == [{"name": "great", "uri": "s3://loraland-test/great"}]
     assert "deployedTo" not in objects.status("finetunejobs", namespace, "meh")
     assert any(e.startswith("NotDeployed:") for e in objects.events(namespace, "meh"))
