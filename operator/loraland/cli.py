@@ -16,6 +16,7 @@ from rich.console import Console
 
 from loraland import __version__
 from loraland.api.finetunejob import SpecError
+from loraland.api.study import StudySpecError
 from loraland.controller.errors import OperatorError
 from loraland.data.errors import DataError
 from loraland.loadtest.errors import LoadTestError
@@ -92,6 +93,10 @@ def _register() -> None:
 
     app.command("demo")(demo)
 
+    from loraland.study.commands import study_app
+
+    app.add_typer(study_app, name="study")
+
 
 _register()
 
@@ -100,6 +105,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     StorageError,
     ServerConfigError,
     SpecError,
+    StudySpecError,
     DataError,
     TrainerError,
     OperatorError,

@@ -29,6 +29,8 @@ from pydantic import BaseModel
 from loraland.api.adapterdeployment import AdapterDeploymentSpec
 from loraland.api.finetunejob import API_GROUP, FineTuneJobSpec
 from loraland.api.status import AdapterDeploymentStatus, FineTuneJobStatus
+from loraland.api.study import FineTuneStudySpec
+from loraland.api.studystatus import FineTuneStudyStatus
 
 VERSION = "v1alpha1"
 CATEGORY = "loraland"
@@ -331,7 +333,44 @@ ADAPTERDEPLOYMENT = KindInfo(
     scale=True,
 )
 
-KINDS: tuple[KindInfo, ...] = (FINETUNEJOB, ADAPTERDEPLOYMENT)
+_NAME_MAP = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
+
+FINETUNESTUDY = KindInfo(
+    kind="FineTuneStudy",
+    plural="finetunestudies",
+    singular="finetunestudy",
+    short_names=("fts",),
+    spec_model=FineTuneStudySpec,
+    status_model=FineTuneStudyStatus,
+    columns=(
+        PrinterColumn("Phase", ".status.phase"),
+        PrinterColumn("Done", ".status.progress", description="done/total runs"),
+        PrinterColumn("Running", ".status.counts.running", "integer"),
+        PrinterColumn("Failed", ".status.counts.failed", "integer"),
+        PrinterColumn("Best-Base", ".status.bestBase", description="Highest mean score"),
+        PrinterColumn("Parallel", ".spec.maxParallel", "integer", priority=1),
+        PrinterColumn("Deployed", ".status.deployedTo", priority=1),
+        PrinterColumn("Age", ".metadata.creationTimestamp", "date"),
+    ),
+    rules={
+        "spec.tasks.[]": (
+            Rule(
+                "has(self.task) || has(self.dataset)",
+                "set task or dataset",
+                reason="FieldValueRequired",
+            ),
+        ),
+    },
+    extensions={
+        "spec.baseModels": _NAME_MAP,
+        "spec.tasks": _NAME_MAP,
+        "spec.variants": _NAME_MAP,
+        "spec.references": _NAME_MAP,
+        "status.conditions": _CONDITIONS_MAP,
+    },
+)
+
+KINDS: tuple[KindInfo, ...] = (FINETUNEJOB, ADAPTERDEPLOYMENT, FINETUNESTUDY)
 
 
 def _resolve(schema: JsonSchema, path: str) -> JsonSchema:

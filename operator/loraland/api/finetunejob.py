@@ -214,6 +214,13 @@ class DeployToSpec(_Model):
     adapter_deployment: str = Field(
         pattern=_NAME_PATTERN, description="AdapterDeployment that should serve the adapter."
     )
+    min_gain: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Deploy only if the adapter beats its base model by at least this much "
+        "(scores are 0..1: 0.05 is 5 points); needs evaluation with compareBase.",
+    )
 
 
 class FineTuneJobSpec(_Model):

@@ -133,6 +133,7 @@ def run(
     from loraland.controller.finetunejobs import FineTuneJobs
     from loraland.controller.handlers import build_registry
     from loraland.controller.kube import Kube
+    from loraland.controller.studies import FineTuneStudies
 
     namespaces = list(namespace or [])
     if bool(namespaces) == all_namespaces:
@@ -160,8 +161,9 @@ def run(
 
     ftjs = FineTuneJobs(kube, config, emit)
     adeps = AdapterDeployments(kube, config, emit)
+    studies = FineTuneStudies(kube, config, emit)
     registry = build_registry(
-        ftjs, adeps, resync=config.resync_seconds, poll=config.adapter_poll_seconds
+        ftjs, adeps, studies, resync=config.resync_seconds, poll=config.adapter_poll_seconds
     )
     connection = _connection_info(api_client)
 

@@ -23,6 +23,8 @@ from loraland.api.status import (
     FineTuneJobConditionType,
     FineTuneJobPhase,
     FineTuneJobStatus,
+    ScoresStatus,
+    find_condition,
     is_terminal,
     next_phase,
     set_condition,
@@ -107,6 +109,31 @@ def with_adapter(adapters: list[Manifest], name: str, uri: str) -> list[Manifest
                 return None
             return [{"name": name, "uri": uri} if e.get("name") == name else e for e in adapters]
     return [*adapters, {"name": name, "uri": uri}]
+
+
+#: Reasons of a Deployed=False condition that only a spec change can alter.
+GAIN_REFUSALS = ("BelowMinGain", "NoBaseScore")
+
+
+def gain_refusal(scores: ScoresStatus | None, min_gain: float | None) -> tuple[str, str] | None:
+    """(reason, message) when ``deployTo.minGain`` keeps the adapter out; None to deploy."""
+    if min_gain is None:
+        return None
+    if scores is None or scores.base is None:
+        return (
+            "NoBaseScore",
+            f"deployTo.minGain is {min_gain:.3f} but the job has no base-model score to "
+            "compare with (set evaluation.compareBase: true)",
+        )
+    gain = scores.adapter - scores.base
+    if gain + 1e-9 < min_gain:
+        return (
+            "BelowMinGain",
+            f"not deployed: the adapter scores {scores.adapter:.3f} vs the base model's "
+            f"{scores.base:.3f} ({scores.metric}), a gain of {gain:+.3f} < deployTo.minGain "
+            f"{min_gain:.3f}",
+        )
+    return None
 
 
 class FineTuneJobs:
@@ -281,10 +308,16 @@ class FineTuneJobs:
         assert spec.deploy_to is not None
         target = spec.deploy_to.adapter_deployment
         owner = Owner.from_body(body)
+        refusal = gain_refusal(new.scores, spec.deploy_to.min_gain)
         if new.adapter is None:
             reason, ok, message = "AdapterMissing", False, "the trainer reported no adapter"
         elif new.deployed_to == target:
             return
+        elif refusal is not None:
+            reason, ok, message = refusal[0], False, refusal[1]
+            before = find_condition(new.conditions, FineTuneJobConditionType.DEPLOYED)
+            if before is None or before.reason != reason:
+                self.emit(body, "Normal", "NotDeployed", message)
         else:
             name = new.adapter.name or adapter_name(owner, spec)
             ok, reason, message = self._add_adapter(

@@ -14,7 +14,9 @@ What triggers what:
   ConfigMap, Role... comes back);
 * AdapterDeployment created / resumed / spec changed, and every
   ``adapter_poll_seconds`` -> ``ensure`` + ``refresh`` (ask the pods);
-* a loraland Deployment changed -> ``refresh`` (deleted -> ``ensure``).
+* a loraland Deployment changed -> ``refresh`` (deleted -> ``ensure``);
+* FineTuneStudy created / resumed / spec changed, one of its FineTuneJobs finished, and
+  every ``resync_seconds`` while unfinished -> ``FineTuneStudies.reconcile``.
 """
 
 from __future__ import annotations
@@ -28,8 +30,14 @@ import kopf
 from loraland.api.finetunejob import API_GROUP
 from loraland.controller.adapterdeployments import AdapterDeployments
 from loraland.controller.errors import RetryLater, SpecRejected
-from loraland.controller.finetunejobs import FineTuneJobs
-from loraland.controller.names import ADAPTERDEPLOYMENT_LABEL, FINETUNEJOB_LABEL, MANAGED_BY
+from loraland.controller.finetunejobs import GAIN_REFUSALS, FineTuneJobs
+from loraland.controller.names import (
+    ADAPTERDEPLOYMENT_LABEL,
+    FINETUNEJOB_LABEL,
+    MANAGED_BY,
+    STUDY_LABEL,
+)
+from loraland.controller.studies import FineTuneStudies, is_unfinished
 
 VERSION = "v1alpha1"
 MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
@@ -61,12 +69,26 @@ def _needs_sync(body: Any) -> bool:
     if phase == "Evaluating" and stage == "training":
         return True
     deploy = (body.get("spec") or {}).get("deployTo")
+    deployed = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "Deployed"), None
+    )
+    if (
+        deployed
+        and deployed.get("reason") in GAIN_REFUSALS
+        and deployed.get("observedGeneration") == body.get("metadata", {}).get("generation")
+    ):
+        return False  # minGain said no for this spec; only a spec change can say yes
     return bool(
         phase == "Succeeded"
         and deploy
         and status.get("adapter")
         and status.get("deployedTo") != deploy.get("adapterDeployment")
     )
+
+
+def _run_finished(body: Any, **_: Any) -> bool:
+    """A study's FineTuneJob reached the end (or went away): a slot is free."""
+    return (body.get("status") or {}).get("phase") in ("Succeeded", "Failed")
 
 
 def _unfinished(body: Any, **_: Any) -> bool:
@@ -77,11 +99,17 @@ def _unfinished(body: Any, **_: Any) -> bool:
 
 
 def build_registry(
-    ftjs: FineTuneJobs, adeps: AdapterDeployments, *, resync: float, poll: float
+    ftjs: FineTuneJobs,
+    adeps: AdapterDeployments,
+    studies: FineTuneStudies,
+    *,
+    resync: float,
+    poll: float,
 ) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     ftj = (API_GROUP, VERSION, "finetunejobs")
     adep = (API_GROUP, VERSION, "adapterdeployments")
+    fts = (API_GROUP, VERSION, "finetunestudies")
 
     # ------------------------------------------------------------- FineTuneJob
 
@@ -149,5 +177,31 @@ def build_registry(
             if current is not None and not current["metadata"].get("deletionTimestamp"):
                 await asyncio.to_thread(_translate, lambda: adeps.ensure(current))
         await adeps.refresh(namespace, owner)
+
+    # ------------------------------------------------------------ FineTuneStudy
+
+    @kopf.on.create(*fts, registry=registry)
+    @kopf.on.resume(*fts, registry=registry)
+    @kopf.on.update(*fts, field="spec", registry=registry)
+    def finetunestudy_reconcile(name: str, namespace: str | None, **_: Any) -> None:
+        _translate(lambda: studies.reconcile(namespace or "", name))
+
+    @kopf.timer(
+        *fts,
+        interval=resync,
+        idle=resync / 2,
+        registry=registry,
+        when=lambda body, **_: is_unfinished(body),
+    )
+    def finetunestudy_resync(name: str, namespace: str | None, **_: Any) -> None:
+        _translate(lambda: studies.reconcile(namespace or "", name))
+
+    @kopf.on.event(*ftj, labels={STUDY_LABEL: kopf.PRESENT}, registry=registry)
+    def study_run_changed(body: kopf.Body, type: str, namespace: str | None, **_: Any) -> None:
+        if type != "DELETED" and not _run_finished(body):
+            return
+        owner = _owner(body, "FineTuneStudy")
+        if owner is not None and namespace:
+            _translate(lambda: studies.reconcile(namespace, owner))
 
     return registry

@@ -63,6 +63,7 @@ KINDS: Mapping[tuple[str, str], Kind] = {
     ("loraland.dev/v1alpha1", "AdapterDeployment"): Kind(
         "loraland.dev", "v1alpha1", "adapterdeployments"
     ),
+    ("loraland.dev/v1alpha1", "FineTuneStudy"): Kind("loraland.dev", "v1alpha1", "finetunestudies"),
 }
 
 

@@ -17,6 +17,12 @@ PART_OF = "loraland"
 MANAGED_BY = "loraland-operator"
 FINETUNEJOB_LABEL = "loraland.dev/finetunejob"
 ADAPTERDEPLOYMENT_LABEL = "loraland.dev/adapterdeployment"
+STUDY_LABEL = "loraland.dev/study"
+STUDY_BASE_LABEL = "loraland.dev/study-base"
+STUDY_TASK_LABEL = "loraland.dev/study-task"
+STUDY_VARIANT_LABEL = "loraland.dev/study-variant"
+#: On each FineTuneJob of a study: which attempt of its run it is (1 = the first).
+ATTEMPT_ANNOTATION = "loraland.dev/attempt"
 
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
@@ -50,6 +56,11 @@ def relay_account_name(ftj: str) -> str:
 
 def spec_configmap_name(ftj: str) -> str:
     return fit(ftj, "-spec")
+
+
+def results_configmap_name(study: str) -> str:
+    """The ConfigMap holding a FineTuneStudy's full table (results.json, results.md)."""
+    return fit(study, "-results")
 
 
 def server_name(adep: str) -> str:

@@ -13,12 +13,20 @@ from typing import Any
 #: blockOwnerDeletion on children. Events: one per phase transition. Kopf peering: the
 #: operator's replicas elect one active peer; the peering object is created at start.
 _RULES: list[tuple[str, str, tuple[str, ...]]] = [
-    ("loraland.dev", "finetunejobs", ("get", "list", "watch", "patch")),
+    # FineTuneJobs and AdapterDeployments are also children (of a FineTuneStudy).
+    ("loraland.dev", "finetunejobs", ("get", "list", "watch", "create", "patch", "delete")),
     ("loraland.dev", "finetunejobs/status", ("get", "patch", "update")),
     ("loraland.dev", "finetunejobs/finalizers", ("update",)),
-    ("loraland.dev", "adapterdeployments", ("get", "list", "watch", "patch")),
+    (
+        "loraland.dev",
+        "adapterdeployments",
+        ("get", "list", "watch", "create", "patch", "delete"),
+    ),
     ("loraland.dev", "adapterdeployments/status", ("get", "patch", "update")),
     ("loraland.dev", "adapterdeployments/finalizers", ("update",)),
+    ("loraland.dev", "finetunestudies", ("get", "list", "watch", "patch")),
+    ("loraland.dev", "finetunestudies/status", ("get", "patch", "update")),
+    ("loraland.dev", "finetunestudies/finalizers", ("update",)),
     ("batch", "jobs", ("get", "list", "watch", "create", "patch", "delete")),
     ("apps", "deployments", ("get", "list", "watch", "create", "patch", "delete")),
     ("", "services", ("get", "list", "watch", "create", "patch", "delete")),

@@ -200,6 +200,28 @@ class Objects:
 
         wait_for(running_pod, timeout=90, interval=0.5, what=f"a running training pod of {ftj}")
 
+    def finish_study(self, ns: str, study: str, timeout: float = 600) -> dict[str, Any]:
+        """End every run of a study as it starts (kwok pods run nothing) until it completes."""
+
+        def done() -> bool:
+            runs = self.custom.list_namespaced_custom_object(
+                GROUP, VERSION, ns, "finetunejobs", label_selector=f"loraland.dev/study={study}"
+            )["items"]
+            for run in runs:
+                if (run.get("status") or {}).get("phase") != "Running":
+                    continue
+                for pod in self.pods(ns, f"loraland.dev/finetunejob={run['metadata']['name']}"):
+                    if pod.status.phase == "Running":
+                        self.core.patch_namespaced_pod(
+                            pod.metadata.name,
+                            ns,
+                            {"metadata": {"annotations": {RESULT_ANNOTATION: "Succeeded"}}},
+                        )
+            return self.status("finetunestudies", ns, study).get("phase") == "Completed"
+
+        wait_for(done, timeout=timeout, interval=1.0, what=f"finetunestudy/{study} to complete")
+        return self.status("finetunestudies", ns, study)
+
     def wait_phase(
         self, plural: str, ns: str, name: str, phase: str, timeout: float = 90
     ) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """Every examples/*.yaml applies with kubectl and reaches its expected state.
 
-kwok plays the kubelet: pods run nothing, so a FineTuneJob's training pod is ended by
-the test (annotation), and the claims the examples ask for are bound to pre-made
-PersistentVolumes (the test cluster has no storage provisioner).
+kwok plays the kubelet: pods run nothing, so a FineTuneJob's training pod (and each of a
+FineTuneStudy's runs) is ended by the test (annotation), and the claims the examples ask
+for are bound to pre-made PersistentVolumes (the test cluster has no storage provisioner).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def documents(path: Path) -> list[dict[str, Any]]:
 
 def test_there_are_examples() -> None:
     kinds = {d["kind"] for p in EXAMPLES for d in documents(p)}
-    assert {"FineTuneJob", "AdapterDeployment"} <= kinds
+    assert {"FineTuneJob", "AdapterDeployment", "FineTuneStudy"} <= kinds
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
@@ -52,6 +52,13 @@ def test_example_reaches_its_expected_state(
             objects.finish_training_pod(namespace, name)
             status = objects.wait_phase("finetunejobs", namespace, name, "Succeeded")
             assert status["jobName"]
+        elif doc["kind"] == "FineTuneStudy":
+            status = objects.finish_study(namespace, name)
+            runs = len(doc["spec"]["baseModels"]) * len(doc["spec"]["tasks"])
+            runs *= max(1, len(doc["spec"].get("variants") or []))
+            assert status["progress"] == f"{runs}/{runs}"
+            assert status["counts"]["succeeded"] == runs
+            assert status["resultsConfigMap"] == f"{name}-results"
         elif doc["kind"] == "AdapterDeployment":
             status = objects.wait_phase("adapterdeployments", namespace, name, "Ready", timeout=150)
             assert status["readyReplicas"] == doc["spec"].get("replicas", 1)

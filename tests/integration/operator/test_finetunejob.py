@@ -166,3 +166,55 @@ def test_a_spec_refused_before_starting_can_be_fixed(
     assert not objects.jobs(namespace, "typo")
     objects.apply(namespace, ftj_manifest("typo"))
     objects.wait_phase("finetunejobs", namespace, "typo", "Running")
+
+
+def test_deploy_to_min_gain_deploys_only_an_adapter_that_beats_its_base(
+    running_operator: OperatorProcess, objects: Objects, namespace: str
+) -> None:
+    from optools import GROUP, VERSION, adep_manifest
+
+    objects.apply(namespace, adep_manifest("serving"))
+    deploy = {"adapterDeployment": "serving", "minGain": 0.2}
+    for name, (base, adapter) in {"meh": (0.5, 0.6), "great": (0.5, 0.8)}.items():
+        objects.apply(namespace, ftj_manifest(name, deployTo=deploy))
+        objects.wait_phase("finetunejobs", namespace, name, "Running")
+        # What the relay writes once the trainer has scored the adapter.
+        objects.custom.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            namespace,
+            "finetunejobs",
+            name,
+            {
+                "status": {
+                    "adapter": {
+                        "name": name,
+                        "uri": f"s3://loraland-test/{name}",
+                        "sha256": "a" * 64,
+                        "sizeBytes": 1,
+                    },
+                    "scores": {
+                        "metric": "accuracy",
+                        "base": base,
+                        "adapter": adapter,
+                        "samples": 9,
+                    },
+                }
+            },
+        )
+        objects.finish_training_pod(namespace, name)
+        objects.wait_phase("finetunejobs", namespace, name, "Succeeded")
+
+    def deployed(name: str) -> dict[str, Any] | None:
+        conditions = objects.status("finetunejobs", namespace, name).get("conditions") or []
+        return next((c for c in conditions if c["type"] == "Deployed"), None)
+
+    refused = until(lambda: deployed("meh"), "meh's Deployed condition")
+    assert refused["status"] == "False" and refused["reason"] == "BelowMinGain"
+    assert "a gain of +0.100 < deployTo.minGain 0.200" in refused["message"]
+    accepted = until(lambda: deployed("great"), "great's Deployed condition")
+    assert accepted["status"] == "True"
+    adep = objects.get("adapterdeployments", namespace, "serving") or {}
+    assert adep["spec"]["adapters"] == [{"name": "great", "uri": "s3://loraland-test/great"}]
+    assert "deployedTo" not in objects.status("finetunejobs", namespace, "meh")
+    assert any(e.startswith("NotDeployed:") for e in objects.events(namespace, "meh"))

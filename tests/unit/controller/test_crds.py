@@ -6,7 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from loraland.api.crd import ADAPTERDEPLOYMENT, FINETUNEJOB, crd, model_schema, render_all
+from loraland.api.crd import (
+    ADAPTERDEPLOYMENT,
+    FINETUNEJOB,
+    FINETUNESTUDY,
+    crd,
+    model_schema,
+    render_all,
+)
 from loraland.api.finetunejob import FineTuneJobSpec
 
 CRDS_DIR = Path(__file__).resolve().parents[3] / "crds"
@@ -33,7 +40,7 @@ def test_crds_directory_is_up_to_date() -> None:
 
 
 def test_schema_is_structural() -> None:
-    for info in (FINETUNEJOB, ADAPTERDEPLOYMENT):
+    for info in (FINETUNEJOB, ADAPTERDEPLOYMENT, FINETUNESTUDY):
         schema = crd(info)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
         for path, node in walk(schema):
             if path.endswith("x-kubernetes-validations") or ".x-kubernetes-validations[" in path:
@@ -102,6 +109,25 @@ def test_names_columns_subresources() -> None:
     ]
     assert adapters["x-kubernetes-list-type"] == "map"
     assert adapters["x-kubernetes-list-map-keys"] == ["name"]
+
+
+def test_finetunestudy_names_columns_and_list_maps() -> None:
+    fts = crd(FINETUNESTUDY)["spec"]
+    assert fts["names"]["shortNames"] == ["fts"]
+    assert fts["names"]["categories"] == ["loraland"]
+    assert fts["names"]["plural"] == "finetunestudies"
+    version = fts["versions"][0]
+    assert version["subresources"] == {"status": {}}
+    columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
+    assert columns["Done"] == ".status.progress" and columns["Best-Base"] == ".status.bestBase"
+    spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    for field in ("baseModels", "tasks", "variants", "references"):
+        assert spec["properties"][field]["x-kubernetes-list-map-keys"] == ["name"], field
+    assert spec["required"] == ["baseModels", "tasks", "template"]
+    tasks = spec["properties"]["tasks"]["items"]
+    assert tasks["x-kubernetes-validations"][0]["rule"] == "has(self.task) || has(self.dataset)"
+    labels = spec["properties"]["baseModels"]["items"]["properties"]["labels"]
+    assert labels["additionalProperties"] == {"type": "string"}
 
 
 def test_running_job_fields_are_guarded_by_cel_rules() -> None:

@@ -63,3 +63,18 @@ def test_progress_status_for_kubectl_columns() -> None:
     status = progress_status(line, now="t")
     assert status.summary == "37/100" and status.percent == 37
     assert status.loss == 1.2346 and status.tokens_per_second == 812.3 and status.eta == "1m35s"
+
+
+def test_min_gain_refuses_an_adapter_that_does_not_beat_its_base_enough() -> None:
+    from loraland.api.status import ScoresStatus
+    from loraland.controller.finetunejobs import gain_refusal
+
+    scores = ScoresStatus(metric="accuracy", base=0.60, adapter=0.63, samples=100)
+    assert gain_refusal(scores, None) is None
+    assert gain_refusal(scores, 0.03) is None
+    reason, message = gain_refusal(scores, 0.05) or ("", "")
+    assert reason == "BelowMinGain"
+    assert "a gain of +0.030 < deployTo.minGain 0.050" in message
+    no_base = ScoresStatus(metric="accuracy", adapter=0.9, samples=10)
+    assert (gain_refusal(no_base, 0.0) or ("",))[0] == "NoBaseScore"
+    assert (gain_refusal(None, 0.0) or ("",))[0] == "NoBaseScore"
