@@ -16,6 +16,14 @@ export UV_PYTHON ?= $(PYTHON)
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml uv.lock | sha256sum | cut -c1-12)
 
+# hack/cluster.mk adds the test control plane targets and appends to TEST_PREREQS.
+TEST_PREREQS :=
+-include hack/cluster.mk
+.DEFAULT_GOAL := help
+
+.PHONY: help venv lock-check demo test test-unit test-integration test-e2e lint typecheck crds \
+        chart-crds operator-run cluster-bin cluster-up cluster-down clean-venv
+
 venv: $(STAMP)
 
 $(LORALAND_CACHE)/tools/uv-$(UV_VERSION)/bin/uv:
