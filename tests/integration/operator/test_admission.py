@@ -102,7 +102,7 @@ def apply(cluster: KubeCluster, namespace: str, doc: dict[str, Any]) -> Any:
     return cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(doc), check=False)
 
 
-def test_the_configuration_is_kopf_managed_and_fails_closed(
+def test_the_operator_writes_a_fail_closed_configuration(
     webhook_operator: WebhookOperator, kube_cluster: KubeCluster
 ) -> None:
     hooks = webhooks(kube_cluster, webhook_operator.configuration)
