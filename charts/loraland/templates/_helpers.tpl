@@ -41,3 +41,18 @@ app.kubernetes.io/component: operator
 {{- $tag := default .root.Chart.AppVersion .image.tag -}}
 {{- printf "%s:%s%s" .image.repository $tag (default "" .suffix) -}}
 {{- end -}}
+
+{{/* The ValidatingWebhookConfiguration the operator keeps current (its webhooks are named
+"<handler>.<this>"; Kubernetes wants at least three dot-separated parts, and the name is
+cluster-wide, so it carries the namespace). */}}
+{{- define "loraland.webhookConfiguration" -}}
+{{- printf "%s.%s.loraland.dev" (include "loraland.fullname" .) .Release.Namespace -}}
+{{- end -}}
+
+{{- define "loraland.webhookSecret" -}}
+{{- printf "%s-webhook-tls" (include "loraland.fullname" .) -}}
+{{- end -}}
+
+{{- define "loraland.webhookService" -}}
+{{- printf "%s-webhook" (include "loraland.fullname" .) -}}
+{{- end -}}

@@ -267,6 +267,7 @@ FINETUNEJOB = KindInfo(
         PrinterColumn("ETA", ".status.progress.eta", priority=1),
         PrinterColumn("Job", ".status.jobName", priority=1),
         PrinterColumn("Age", ".metadata.creationTimestamp", "date"),
+        PrinterColumn("Message", ".status.message", description="Why it failed, naming fields"),
     ),
     rules={
         "": tuple(_unchanged_once_started(f) for f in FINETUNEJOB_IMMUTABLE),
@@ -304,6 +305,7 @@ ADAPTERDEPLOYMENT = KindInfo(
         PrinterColumn("Adapters", ".status.adaptersLoaded", description="loaded/total"),
         PrinterColumn("Endpoint", ".status.endpoint", priority=1),
         PrinterColumn("Age", ".metadata.creationTimestamp", "date"),
+        PrinterColumn("Message", ".status.message", description="Why it failed, naming fields"),
     ),
     rules={
         "spec.adapters.[]": (

@@ -15,11 +15,9 @@ import asyncio
 import logging
 from typing import Any
 
-from loraland.api.adapterdeployment import (
-    AdapterDeploymentSpec,
-    AdapterDeploymentSpecError,
-    parse_adapter_deployment_spec,
-)
+from kubernetes.client.exceptions import ApiException
+
+from loraland.api.adapterdeployment import AdapterDeploymentSpec
 from loraland.api.status import (
     ADAPTERDEPLOYMENT_TRANSITIONS,
     AdapterDeploymentConditionType,
@@ -30,6 +28,7 @@ from loraland.api.status import (
     utc_now,
 )
 from loraland.controller.adapterstate import aggregate, deployment_phase
+from loraland.controller.admission import kinds
 from loraland.controller.config import OperatorConfig
 from loraland.controller.errors import SpecRejected
 from loraland.controller.finetunejobs import ADEP, FTJ, Emit
@@ -38,7 +37,7 @@ from loraland.controller.names import server_name, server_selector
 from loraland.controller.podspec import Owner
 from loraland.controller.probe import PodTarget, probe_pods
 from loraland.controller.runtimerules import adapter_uri_problem
-from loraland.controller.runtimes import RuntimePlan, RuntimeSpecError, plan
+from loraland.controller.runtimes import RuntimePlan, plan
 from loraland.controller.serving import (
     ResolvedAdapters,
     build_adapters_configmap,
@@ -50,6 +49,7 @@ from loraland.controller.serving import (
     selector_string,
     served_claims,
 )
+from loraland.validation import ADAPTERDEPLOYMENT, Meta, format_problems
 
 log = logging.getLogger("loraland.operator")
 Manifest = dict[str, Any]
@@ -57,13 +57,17 @@ Cond = AdapterDeploymentConditionType
 
 
 def validate(
-    raw: object, config: OperatorConfig, known_ranks: dict[str, int] | None = None
+    raw: object,
+    config: OperatorConfig,
+    known_ranks: dict[str, int] | None = None,
+    meta: Meta | None = None,
 ) -> tuple[AdapterDeploymentSpec, RuntimePlan]:
-    try:
-        spec = parse_adapter_deployment_spec(raw)
-        return spec, plan(spec, config, known_ranks)
-    except (AdapterDeploymentSpecError, RuntimeSpecError) as exc:
-        raise SpecRejected(str(exc)) from None
+    """The spec and its runtime plan, or :class:`SpecRejected` naming every bad field."""
+    checked = kinds(config, known_ranks)["AdapterDeployment"].validator(raw, meta)
+    if checked.spec is None or not checked.ok:
+        raise SpecRejected(format_problems(checked.problems))
+    spec: AdapterDeploymentSpec = checked.spec
+    return spec, plan(spec, config, known_ranks)
 
 
 def job_rank(body: Manifest | None) -> int | None:
@@ -121,12 +125,12 @@ class AdapterDeployments:
         self, body: Manifest
     ) -> tuple[AdapterDeploymentSpec, RuntimePlan, ResolvedAdapters, dict[str, str]]:
         owner = Owner.from_body(body)
-        try:
-            spec = parse_adapter_deployment_spec(body.get("spec"))
-        except AdapterDeploymentSpecError as exc:
-            raise SpecRejected(str(exc)) from None
-        resolved, ranks = self.resolve(owner.namespace, spec)
-        spec, run = validate(body.get("spec"), self.config, ranks)
+        meta = Meta.of(body.get("metadata"))
+        parsed = ADAPTERDEPLOYMENT(body.get("spec"), meta)
+        if parsed.spec is None:
+            raise SpecRejected(parsed.message)
+        resolved, ranks = self.resolve(owner.namespace, parsed.spec)
+        spec, run = validate(body.get("spec"), self.config, ranks, meta)
         refused = screen(resolved, spec)
         ready = {n: u for n, u in resolved.ready.items() if n not in refused}
         return spec, run, ResolvedAdapters(ready=ready, waiting=resolved.waiting), refused
@@ -172,9 +176,14 @@ class AdapterDeployments:
         if not patch:
             return
         meta = body["metadata"]
-        self.kube.merge_patch(
-            *ADEP, meta["namespace"], meta["name"], {"status": patch}, subresource="status"
-        )
+        try:
+            self.kube.merge_patch(
+                *ADEP, meta["namespace"], meta["name"], {"status": patch}, subresource="status"
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return  # deleted since it was read (a Deployment event can trail its owner)
+            raise
         if new.phase != old.phase and new.phase is not None:
             kind = (
                 "Warning"

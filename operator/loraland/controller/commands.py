@@ -123,19 +123,74 @@ def run(
     relay_image: Annotated[str | None, typer.Option("--relay-image")] = None,
     adapter_poll_seconds: Annotated[float | None, typer.Option("--adapter-poll-seconds")] = None,
     resync_seconds: Annotated[float | None, typer.Option("--resync-seconds")] = None,
+    webhook_listen: Annotated[
+        str | None,
+        typer.Option(
+            "--webhook-listen",
+            help="Serve the validating admission webhook on HOST:PORT (e.g. 0.0.0.0:9443).",
+        ),
+    ] = None,
+    webhook_service: Annotated[
+        str | None,
+        typer.Option(
+            "--webhook-service",
+            help="The API server reaches the webhook through this Service: NAMESPACE/NAME[:PORT].",
+        ),
+    ] = None,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(
+            "--webhook-url", help="...or at this https URL (an operator outside the cluster)."
+        ),
+    ] = None,
+    webhook_cert_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--webhook-cert-dir",
+            help="tls.crt, tls.key (and ca.crt) to serve with; default: a fresh self-signed CA.",
+        ),
+    ] = None,
+    webhook_configuration: Annotated[
+        str | None,
+        typer.Option(
+            "--webhook-configuration",
+            help="ValidatingWebhookConfiguration Kopf keeps up to date (a name with dots, "
+            "default loraland-operator.loraland.dev).",
+        ),
+    ] = None,
+    webhook_failure_policy: Annotated[
+        str | None,
+        typer.Option("--webhook-failure-policy", help="Fail (default) or Ignore."),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the operator until interrupted."""
+    import tempfile
+
     import kopf
 
     from loraland.controller.adapterdeployments import AdapterDeployments
+    from loraland.controller.admission import kinds
     from loraland.controller.config import OperatorConfig
     from loraland.controller.finetunejobs import FineTuneJobs
     from loraland.controller.handlers import build_registry
     from loraland.controller.kube import Kube
     from loraland.controller.studies import FineTuneStudies
+    from loraland.controller.webhook import WebhookOptions, publisher, server
 
     namespaces = list(namespace or [])
+    webhook = None
+    if webhook_listen is not None:
+        webhook = WebhookOptions.from_flags(
+            webhook_listen,
+            url=webhook_url,
+            service=webhook_service,
+            cert_dir=webhook_cert_dir,
+            configuration=webhook_configuration,
+            failure_policy=webhook_failure_policy,
+        )
+    elif any((webhook_url, webhook_service, webhook_cert_dir, webhook_configuration)):
+        raise OperatorError("the --webhook-* options need --webhook-listen HOST:PORT")
     if bool(namespaces) == all_namespaces:
         raise OperatorError(
             "give --namespace NS (repeatable) or --all-namespaces, not both or neither"
@@ -163,8 +218,16 @@ def run(
     adeps = AdapterDeployments(kube, config, emit)
     studies = FineTuneStudies(kube, config, emit)
     registry = build_registry(
-        ftjs, adeps, studies, resync=config.resync_seconds, poll=config.adapter_poll_seconds
+        ftjs,
+        adeps,
+        studies,
+        resync=config.resync_seconds,
+        poll=config.adapter_poll_seconds,
+        validated=kinds(config).values() if webhook else (),
     )
+    # The self-signed certificate, when no --webhook-cert-dir gives one (read-only root
+    # filesystem in the pod: /tmp is its writable volume).
+    scratch = Path(tempfile.mkdtemp(prefix="loraland-webhook-")) if webhook else Path()
     connection = _connection_info(api_client)
 
     @kopf.on.login(registry=registry)
@@ -185,6 +248,9 @@ def run(
         settings.execution.max_workers = config.max_workers
         settings.networking.request_timeout = 60
         settings.watching.server_timeout = 300
+        if webhook is not None:
+            publish = publisher(kube, webhook, kinds(config).values())
+            settings.admission.server = server(webhook, scratch, publish)
 
     if peering:
         _ensure_peering(kube, peering, namespaces)

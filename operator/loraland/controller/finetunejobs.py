@@ -15,9 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
-from pydantic import ValidationError
 
-from loraland.api.finetunejob import FineTuneJobSpec, format_validation_error
+from loraland.api.finetunejob import FineTuneJobSpec
 from loraland.api.status import (
     FINETUNEJOB_TRANSITIONS,
     FineTuneJobConditionType,
@@ -38,8 +37,7 @@ from loraland.controller.names import FINETUNEJOB_LABEL, job_name, label_value
 from loraland.controller.podspec import Owner
 from loraland.controller.runtimerules import deploy_problem
 from loraland.controller.trainjob import adapter_name, build_children, describe
-from loraland.storage.errors import StorageError
-from loraland.storage.uri import Scheme, parse_uri
+from loraland.validation import FINETUNEJOB, Meta
 
 log = logging.getLogger("loraland.operator")
 
@@ -65,34 +63,12 @@ OWNED = (
 )
 
 
-def validate_spec(raw: object) -> FineTuneJobSpec:
-    """The spec, or :class:`SpecRejected` naming each bad field (``spec.x.y: why``)."""
-    try:
-        spec = FineTuneJobSpec.model_validate(raw)
-    except ValidationError as exc:
-        raise SpecRejected(format_validation_error(exc, prefix="spec")) from None
-    uris = {
-        "spec.baseModel.uri": spec.base_model.uri,
-        "spec.dataset.uri": spec.dataset.uri,
-        "spec.output.uri": spec.output.uri,
-    }
-    problems = []
-    for where, uri in uris.items():
-        if uri is None:
-            continue
-        try:
-            parsed = parse_uri(uri)
-        except StorageError as exc:
-            problems.append(f"{where}: {exc}")
-            continue
-        if where == "spec.output.uri" and parsed.scheme in (Scheme.BUILTIN, Scheme.HF):
-            problems.append(
-                f"{where}: cannot write an adapter to {parsed.scheme.value}://; "
-                "use pvc://CLAIM/PATH, s3://BUCKET/PREFIX or a path"
-            )
-    if problems:
-        raise SpecRejected("; ".join(problems))
-    return spec
+def validate_spec(raw: object, meta: Meta | None = None) -> FineTuneJobSpec:
+    """The spec, or :class:`SpecRejected` naming every bad field (``spec.x.y: why; ...``)."""
+    checked = FINETUNEJOB(raw, meta)
+    if checked.spec is None or not checked.ok:
+        raise SpecRejected(checked.message)
+    return checked.spec
 
 
 def status_patch(old: FineTuneJobStatus, new: FineTuneJobStatus) -> Manifest:
@@ -148,7 +124,7 @@ class FineTuneJobs:
         owner = Owner.from_body(body)
         status = FineTuneJobStatus.model_validate(body.get("status") or {})
         try:
-            spec = validate_spec(body.get("spec"))
+            spec = validate_spec(body.get("spec"), Meta.of(body.get("metadata")))
         except SpecRejected as exc:
             self._reject(body, status, str(exc))
             raise
@@ -210,6 +186,8 @@ class FineTuneJobs:
                 if self._sync_once(body, job_created=job_created):
                     return
             except ApiException as exc:
+                if exc.status == 404:
+                    return  # deleted since it was read
                 if exc.status != 409:
                     raise
         raise RetryLater(f"finetunejob {namespace}/{name}: status kept changing under us", 2)
@@ -218,7 +196,7 @@ class FineTuneJobs:
         owner = Owner.from_body(body)
         status = FineTuneJobStatus.model_validate(body.get("status") or {})
         try:
-            spec = validate_spec(body.get("spec"))
+            spec = validate_spec(body.get("spec"), Meta.of(body.get("metadata")))
         except SpecRejected:
             return True  # reported by ensure; nothing runs
         if status.job_name is None and not job_created:

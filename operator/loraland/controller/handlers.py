@@ -16,19 +16,22 @@ What triggers what:
   ``adapter_poll_seconds`` -> ``ensure`` + ``refresh`` (ask the pods);
 * a loraland Deployment changed -> ``refresh`` (deleted -> ``ensure``);
 * FineTuneStudy created / resumed / spec changed, one of its FineTuneJobs finished, and
-  every ``resync_seconds`` while unfinished -> ``FineTuneStudies.reconcile``.
+  every ``resync_seconds`` while unfinished -> ``FineTuneStudies.reconcile``;
+* with the webhook on, a FineTuneJob or AdapterDeployment created or its spec changed ->
+  ``admission.refusal`` answers the API server before the object is stored.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import kopf
 
 from loraland.api.finetunejob import API_GROUP
 from loraland.controller.adapterdeployments import AdapterDeployments
+from loraland.controller.admission import Kind, refusal, webhook_id
 from loraland.controller.errors import RetryLater, SpecRejected
 from loraland.controller.finetunejobs import GAIN_REFUSALS, FineTuneJobs
 from loraland.controller.names import (
@@ -98,6 +101,24 @@ def _unfinished(body: Any, **_: Any) -> bool:
     return _needs_sync(body)
 
 
+def register_validation(registry: kopf.OperatorRegistry, kind: Kind) -> None:
+    """The validating webhook's handler for ``kind`` (webhook.py publishes the
+    configuration that sends the API server's requests here)."""
+
+    @kopf.on.validate(
+        API_GROUP,
+        VERSION,
+        kind.plural,
+        id=webhook_id(kind),
+        operations=["CREATE", "UPDATE"],
+        registry=registry,
+    )
+    def validate(body: kopf.Body, **kwargs: Any) -> None:
+        message = refusal(kind, kwargs.get("operation"), body, kwargs.get("old"))
+        if message is not None:
+            raise kopf.AdmissionError(message, code=422)
+
+
 def build_registry(
     ftjs: FineTuneJobs,
     adeps: AdapterDeployments,
@@ -105,8 +126,11 @@ def build_registry(
     *,
     resync: float,
     poll: float,
+    validated: Iterable[Kind] = (),
 ) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
+    for kind in validated:
+        register_validation(registry, kind)
     ftj = (API_GROUP, VERSION, "finetunejobs")
     adep = (API_GROUP, VERSION, "adapterdeployments")
     fts = (API_GROUP, VERSION, "finetunestudies")

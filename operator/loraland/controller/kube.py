@@ -59,6 +59,9 @@ KINDS: Mapping[tuple[str, str], Kind] = {
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): Kind(
         "rbac.authorization.k8s.io", "v1", "rolebindings"
     ),
+    ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"): Kind(
+        "admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations", namespaced=False
+    ),
     ("loraland.dev/v1alpha1", "FineTuneJob"): Kind("loraland.dev", "v1alpha1", "finetunejobs"),
     ("loraland.dev/v1alpha1", "AdapterDeployment"): Kind(
         "loraland.dev", "v1alpha1", "adapterdeployments"

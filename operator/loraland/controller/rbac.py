@@ -12,6 +12,8 @@ from typing import Any
 #: compute status. Custom resources: watched by Kopf, status patched, finalizers for
 #: blockOwnerDeletion on children. Events: one per phase transition. Kopf peering: the
 #: operator's replicas elect one active peer; the peering object is created at start.
+#: Admission: with the webhook on, the operator keeps its ValidatingWebhookConfiguration current
+#: (patch) and creates it when absent (create; the chart pre-creates it, so Helm owns it).
 _RULES: list[tuple[str, str, tuple[str, ...]]] = [
     # FineTuneJobs and AdapterDeployments are also children (of a FineTuneStudy).
     ("loraland.dev", "finetunejobs", ("get", "list", "watch", "create", "patch", "delete")),
@@ -45,6 +47,7 @@ _RULES: list[tuple[str, str, tuple[str, ...]]] = [
     ("apiextensions.k8s.io", "customresourcedefinitions", ("get", "list", "watch")),
     ("kopf.dev", "clusterkopfpeerings", ("get", "list", "watch", "patch", "create")),
     ("kopf.dev", "kopfpeerings", ("get", "list", "watch", "patch", "create")),
+    ("admissionregistration.k8s.io", "validatingwebhookconfigurations", ("create", "patch")),
 ]
 
 #: To create the relay's Role (verbs on finetunejobs/status), the operator must hold

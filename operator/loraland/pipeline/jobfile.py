@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from loraland.api.finetunejob import FineTuneJobSpec, SpecError, parse_job_document
+from loraland.validation import FINETUNEJOB, Meta
 
 
 def read_document(path: Path) -> dict[str, Any]:
@@ -70,4 +71,9 @@ def build_spec(
     target = spec_part(document)
     for path, value in overrides:
         set_path(target, path, value)
-    return parse_job_document(document)
+    name, spec = parse_job_document(document)
+    # The operator's checks (loraland.validation): a pod refuses what the webhook would.
+    checked = FINETUNEJOB(spec.model_dump(mode="json", by_alias=True), Meta(name=name))
+    if not checked.ok:
+        raise SpecError(checked.message)
+    return name, spec

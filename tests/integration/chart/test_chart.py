@@ -9,8 +9,10 @@ RBAC is what gets exercised, and reconciles examples/finetunejob.yaml into a Job
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
+import socket
 import subprocess
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 from cluster import KubeCluster
+from cryptography import x509
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from loraland import __version__
@@ -27,6 +30,7 @@ from optools import (
     REPO,
     Objects,
     OperatorProcess,
+    ftj_manifest,
     kubeconfig_for_token,
     pv_for_claim,
     service_account_token,
@@ -42,6 +46,11 @@ CLUSTER_SCOPED = {
     ("", "namespaces"),
     ("apiextensions.k8s.io", "customresourcedefinitions"),
     ("kopf.dev", "clusterkopfpeerings"),
+    ("admissionregistration.k8s.io", "validatingwebhookconfigurations"),
+}
+WEBHOOK_RULES = {
+    ("admissionregistration.k8s.io", "validatingwebhookconfigurations", verb)
+    for verb in ("create", "patch")
 }
 
 Rule = tuple[str, str, str]
@@ -99,6 +108,9 @@ def test_cluster_wide_rbac_is_exactly_the_operators_rules(helm: Helm) -> None:
     docs = render(helm)
     assert not [d for d in docs if d["kind"] in ("Role", "RoleBinding")]
     assert bound_rules(docs, "ClusterRoleBinding") == flatten(operator_rules())
+    # Without the webhook, no right on webhook configurations.
+    off = render(helm, "webhook.enabled=false")
+    assert bound_rules(off, "ClusterRoleBinding") == flatten(operator_rules()) - WEBHOOK_RULES
 
 
 def test_namespaced_rbac_grants_namespaced_rights_only_in_watched_namespaces(helm: Helm) -> None:
@@ -252,3 +264,189 @@ def test_helm_install_then_the_operator_reconciles_an_example(
         assert not missing, f"the chart's ServiceAccount may not: {missing}"
     finally:
         kube_cluster.helm("uninstall", release, "--namespace", namespace, "--wait")
+
+
+# ------------------------------------------------------------------------ the webhook
+
+
+def webhook_args(container: dict[str, Any]) -> dict[str, str]:
+    return dict(
+        a.removeprefix("--").split("=", 1) for a in container["args"] if a.startswith("--webhook-")
+    )
+
+
+def tls_secret(docs: list[dict[str, Any]]) -> tuple[x509.Certificate, x509.Certificate]:
+    secret = one(docs, "Secret")
+    assert secret["type"] == "kubernetes.io/tls"
+    data = {k: base64.b64decode(v) for k, v in secret["data"].items()}
+    cert = x509.load_pem_x509_certificate(data["tls.crt"])
+    ca = x509.load_pem_x509_certificate(data["ca.crt"])
+    cert.verify_directly_issued_by(ca)
+    assert b"PRIVATE KEY" in data["tls.key"]
+    return cert, ca
+
+
+def sans(cert: x509.Certificate) -> list[str]:
+    ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return [
+        *ext.get_values_for_type(x509.DNSName),
+        *map(str, ext.get_values_for_type(x509.IPAddress)),
+    ]
+
+
+def test_webhook_renders_a_service_certificates_and_a_helm_owned_configuration(helm: Helm) -> None:
+    docs = render(helm)
+    configuration = one(docs, "ValidatingWebhookConfiguration")
+    assert configuration["metadata"]["name"] == "rel-loraland.loraland-system.loraland.dev"
+    assert configuration["webhooks"] == []  # the operator fills them in, with the CA bundle
+    service = one(docs, "Service")
+    assert service["spec"]["ports"] == [
+        {"name": "webhook", "port": 443, "targetPort": "webhook", "protocol": "TCP"}
+    ]
+    cert, _ = tls_secret(docs)
+    assert "rel-loraland-webhook.loraland-system.svc" in sans(cert)
+    deployment = one(docs, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert webhook_args(container) == {
+        "webhook-listen": "0.0.0.0:9443",
+        "webhook-service": "loraland-system/rel-loraland-webhook:443",
+        "webhook-cert-dir": "/etc/loraland/webhook",
+        "webhook-configuration": "rel-loraland.loraland-system.loraland.dev",
+        "webhook-failure-policy": "Fail",
+    }
+    assert {"name": "webhook", "containerPort": 9443, "protocol": "TCP"} in container["ports"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["webhook-tls"]["secret"]["secretName"] == "rel-loraland-webhook-tls"
+    # The patch right is limited to the chart's own configuration.
+    cluster_role = next(d for d in docs if d["metadata"]["name"] == "rel-loraland-cluster")
+    patch = [
+        r
+        for r in cluster_role["rules"]
+        if "validatingwebhookconfigurations" in r["resources"] and "patch" in r["verbs"]
+    ]
+    assert patch[0]["resourceNames"] == ["rel-loraland.loraland-system.loraland.dev"]
+
+
+def test_webhook_switches(helm: Helm) -> None:
+    off = render(helm, "webhook.enabled=false")
+    kinds = {d["kind"] for d in off}
+    assert not kinds & {"ValidatingWebhookConfiguration", "Service", "Secret"}
+    assert not webhook_args(one(off, "Deployment")["spec"]["template"]["spec"]["containers"][0])
+
+    cm = render(helm, "webhook.certManager.enabled=true", "webhook.failurePolicy=Ignore")
+    assert not [d for d in cm if d["kind"] == "Secret"]
+    certificate = one(cm, "Certificate")
+    assert certificate["spec"]["secretName"] == "rel-loraland-webhook-tls"
+    assert certificate["spec"]["issuerRef"] == {"kind": "Issuer", "name": "rel-loraland-webhook"}
+    assert one(cm, "Issuer")["spec"] == {"selfSigned": {}}
+    args = webhook_args(one(cm, "Deployment")["spec"]["template"]["spec"]["containers"][0])
+    assert args["webhook-failure-policy"] == "Ignore"
+
+    url = render(helm, "webhook.url=https://127.0.0.1:9443")
+    assert not [d for d in url if d["kind"] == "Service"]
+    cert, _ = tls_secret(url)
+    assert "127.0.0.1" in sans(cert)
+    args = webhook_args(one(url, "Deployment")["spec"]["template"]["spec"]["containers"][0])
+    assert args["webhook-url"] == "https://127.0.0.1:9443" and "webhook-service" not in args
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_the_charts_webhook_refuses_invalid_resources_and_fails_closed(
+    kube_cluster: KubeCluster, namespace: str, tmp_path: Path
+) -> None:
+    """The chart's webhook with the operator outside the cluster (webhook.url).
+
+    The operator runs on this host (kwok pods run nothing) with exactly the webhook
+    arguments of the chart's Deployment, the chart's certificate Secret as its mounted
+    files, and the chart's ServiceAccount: it fills the chart's configuration in.
+    """
+    release = f"wh-{secrets.token_hex(3)}"
+    fullname = f"{release}-loraland"
+    port = free_port()
+    kube_cluster.helm(
+        "install",
+        release,
+        CHART,
+        "--namespace",
+        namespace,
+        "--set",
+        f"webhook.url=https://127.0.0.1:{port}",
+        "--set",
+        f"webhook.port={port}",
+        "--wait",
+        "--timeout",
+        "180s",
+    )
+    configuration = f"{fullname}.{namespace}.loraland.dev"
+    try:
+        objects = Objects(kube_cluster)
+        deployment = objects.apps.read_namespaced_deployment(fullname, namespace)
+        args = [
+            a
+            for a in deployment.spec.template.spec.containers[0].args
+            if a.startswith("--webhook-")
+        ]
+        secret = objects.core.read_namespaced_secret(f"{fullname}-webhook-tls", namespace)
+        certs = tmp_path / "webhook"
+        certs.mkdir()
+        for key, value in secret.data.items():
+            (certs / key).write_bytes(base64.b64decode(value))
+        assert f"--webhook-listen=0.0.0.0:{port}" in args, args
+        # The pod's volume is a directory here; and servers in these tests listen on the
+        # loopback interface only (the chart's pod listens on every interface).
+        args = [
+            f"--webhook-cert-dir={certs}"
+            if a.startswith("--webhook-cert-dir=")
+            else a.replace("--webhook-listen=0.0.0.0:", "--webhook-listen=127.0.0.1:")
+            for a in args
+        ]
+        token = service_account_token(kube_cluster, fullname, namespace)
+        kubeconfig = kubeconfig_for_token(kube_cluster, token, tmp_path / "kc.yaml", namespace)
+        # It outranks the session operator in the operator tests' peering (as the install
+        # test above does), so only one operator reconciles.
+        proc = OperatorProcess(
+            kubeconfig, tmp_path, "--peering", "loraland-test", "--priority", "1000", *args
+        )
+        proc.start()
+        bad = ftj_manifest("bad", baseModel={"uri": "builtin://nope"}, dataset={"task": "nope"})
+        good = ftj_manifest("good")
+
+        def configured() -> bool:
+            out = kube_cluster.kubectl(
+                "get", "validatingwebhookconfiguration", configuration, "-o", "json"
+            ).stdout
+            hooks = json.loads(out).get("webhooks") or []
+            return len(hooks) == 2 and all(h["clientConfig"].get("caBundle") for h in hooks)
+
+        try:
+            until(
+                configured, "the operator filling in the chart's webhook configuration", timeout=60
+            )
+            result = kube_cluster.kubectl(
+                "apply", "-n", namespace, "-f", "-", input=json.dumps(bad), check=False
+            )
+            assert result.returncode != 0, "an invalid FineTuneJob got in"
+            assert "spec.baseModel.uri" in result.stderr and "spec.dataset.task" in result.stderr
+            kube_cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(good))
+        finally:
+            proc.stop()
+        log = proc.text()
+        assert "forbidden: User" not in log, log[-3000:]
+        # The operator is gone; its webhooks stay and fail closed.
+        result = kube_cluster.kubectl(
+            "apply", "-n", namespace, "-f", "-", input=json.dumps(bad), check=False
+        )
+        assert result.returncode != 0 and "failed calling webhook" in result.stderr, result.stderr
+    finally:
+        kube_cluster.helm("uninstall", release, "--namespace", namespace, "--wait")
+    # Uninstalled: the configuration went with the release, and nothing is refused.
+    gone = kube_cluster.kubectl("get", "validatingwebhookconfiguration", configuration, check=False)
+    assert gone.returncode != 0
+    bad["metadata"]["name"] = "bad-after-uninstall"
+    kube_cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(bad))

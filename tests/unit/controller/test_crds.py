@@ -95,6 +95,7 @@ def test_names_columns_subresources() -> None:
         "Loss",
         "Score",
         "Age",
+        "Message",  # a refused spec shows "invalid spec: spec.x: why" in kubectl get
     ]
     adep = crd(ADAPTERDEPLOYMENT)["spec"]
     assert adep["names"]["shortNames"] == ["adep"]

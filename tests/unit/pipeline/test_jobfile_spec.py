@@ -201,7 +201,9 @@ def test_failures_are_written_to_the_result_file(tmp_path: Path) -> None:
     ]
     assert main(args) == 2
     failure = TrainingFailure.model_validate_json(result.read_text())
-    assert failure.reason == "DataError" and "unknown task 'nosuchtask'" in failure.message
+    # Refused by the same validation as the operator's webhook, before any data is read.
+    assert failure.reason == "SpecError"
+    assert "spec.dataset.task: unknown task 'nosuchtask'" in failure.message
     assert main([*args[:2], "sentiment", *args[3:], "--set", "lora.rank=-1"]) == 2
     failure = TrainingFailure.model_validate_json(result.read_text())
     assert failure.reason == "SpecError" and "lora.rank" in failure.message
