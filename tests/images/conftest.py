@@ -2,7 +2,7 @@
 
 The session fixture runs hack/images.sh (a no-op when the cache holds images with the
 current content hash) and hands out the three images. Containers run with Debian's buildah
-(`buildah from` + `buildah run`, crun underneath): the image's own entrypoint environment,
+(`buildah from` + `buildah run`, runc underneath): the image's own entrypoint environment,
 user and filesystem, no Docker engine. Building needs root (buildah's storage, debootstrap).
 """
 
@@ -61,7 +61,7 @@ class Images:
         timeout: float = 300,
     ) -> subprocess.CompletedProcess[str]:
         """argv in a container of image ``name``, as the image's USER, in its WORKDIR."""
-        flags: list[str] = [f"--network={network}"]
+        flags = [f"--runtime={self.env['LORALAND_BUILDAH_RUNTIME']}", f"--network={network}"]
         for key, value in (env or {}).items():
             flags += ["--env", f"{key}={value}"]
         return self.buildah("run", *flags, self.containers[name], "--", *argv, timeout=timeout)
