@@ -9,6 +9,7 @@ timeout.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import os
 import re
@@ -190,7 +191,13 @@ _PEM = re.compile(rb"-----BEGIN CERTIFICATE-----\s+([A-Za-z0-9+/=\s]+?)-----END 
 
 
 def _certs(blob: bytes) -> set[bytes]:
-    return {base64.b64decode(b"".join(m.group(1).split())) for m in _PEM.finditer(blob)}
+    found = set()
+    for match in _PEM.finditer(blob):
+        try:
+            found.add(base64.b64decode(b"".join(match.group(1).split())))
+        except binascii.Error:
+            continue  # a truncated example in some package's docs or tests, not a CA
+    return found
 
 
 def _machine_only_certs() -> set[bytes]:
