@@ -90,3 +90,6 @@ help:
 
 clean-venv:
 	rm -rf $(VENV)
+
+# hack/images.mk adds `make images` (the project's images, built with buildah).
+-include hack/images.mk

@@ -106,12 +106,22 @@ def ensure_converted(
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         try:
             _convert(source, staging, progress or (lambda _: None))
+            _readable_by_all(staging)
             if target.exists():  # a stale, incomplete directory from an older layout
                 shutil.rmtree(target)
             os.rename(staging, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _readable_by_all(tree: Path) -> None:
+    """Directories 0755, files 0644: mkdtemp (and the safetensors writer) leave owner-only
+    modes, but a converted model is shared read-only. The server image converts it as root
+    at build time and serves it as UID 10001, which could not open it otherwise."""
+    tree.chmod(0o755)
+    for path in tree.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def _convert(gguf_file: Path, out: Path, progress: Progress) -> None:

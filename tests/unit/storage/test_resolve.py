@@ -99,3 +99,26 @@ def test_preloaded_builtin_model_wins_over_the_cache(tmp_path: Path) -> None:
         }
     )
     assert resolve(model.uri, settings) == baked
+
+
+def test_converted_builtin_model_is_readable_by_every_user(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The server image converts as root and serves as UID 10001 (tests/images found it
+    # unreadable): the result must not keep mkdtemp's owner-only modes.
+    import stat
+
+    from loraland.storage import builtin
+
+    def convert(_source: Path, out: Path, _progress: object) -> None:
+        (out / "config.json").write_text("{}")
+        weights = out / "model.safetensors"
+        weights.write_bytes(b"")
+        weights.chmod(0o600)
+
+    monkeypatch.setattr(builtin, "_convert", convert)
+    model = builtin.BUILTIN_MODELS["smollm2-135m-instruct"]
+    target = builtin.ensure_converted(model, tmp_path)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o755
+    for name in ("config.json", "model.safetensors"):
+        assert stat.S_IMODE((target / name).stat().st_mode) == 0o644
