@@ -273,10 +273,6 @@ def study_problems(raw: object, prefix: str = "spec") -> list[Problem]:
     return semantic_problems(spec)
 
 
-def format_problems(problems: list[Problem]) -> str:
-    return "; ".join(f"{path}: {reason}" for path, reason in problems)
-
-
 class FineTuneStudy(BaseModel):
     """A whole manifest, as a study file holds it."""
 

@@ -51,6 +51,7 @@ def kinds(config: OperatorConfig, known_ranks: Mapping[str, int] | None = None) 
             "adapterdeployments",
             VALIDATORS["AdapterDeployment"].with_rules(runtime_rule(known_ranks)),
         ),
+        "FineTuneStudy": Kind("FineTuneStudy", "finetunestudies", VALIDATORS["FineTuneStudy"]),
     }
 
 

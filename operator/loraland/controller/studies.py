@@ -21,7 +21,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from loraland.api.status import utc_now
-from loraland.api.study import FineTuneStudySpec, format_problems
+from loraland.api.study import FineTuneStudySpec
 from loraland.api.studystatus import (
     TERMINAL_RUN_PHASES,
     FineTuneStudyStatus,
@@ -31,7 +31,7 @@ from loraland.api.studystatus import (
 )
 from loraland.controller.config import OperatorConfig
 from loraland.controller.errors import RetryLater, SpecRejected
-from loraland.controller.finetunejobs import FTJ, Emit, validate_spec
+from loraland.controller.finetunejobs import FTJ, Emit
 from loraland.controller.kube import Kube
 from loraland.controller.names import STUDY_LABEL, label_value
 from loraland.controller.podspec import Owner
@@ -49,7 +49,8 @@ from loraland.controller.studyplan import (
     status_patch,
     with_deploy,
 )
-from loraland.study.matrix import Run, empty_table, expand, study_spec_problems
+from loraland.study.matrix import Run, empty_table, expand
+from loraland.validation import FINETUNESTUDY, Meta
 
 log = logging.getLogger("loraland.operator")
 
@@ -58,33 +59,12 @@ Manifest = dict[str, Any]
 
 
 def validate(name: str, raw: object) -> tuple[FineTuneStudySpec, list[Run]]:
-    """The spec and its runs, or :class:`SpecRejected` naming every bad field."""
-    problems = study_spec_problems(name, raw)
-    if problems:
-        raise SpecRejected(format_problems(problems))
-    spec = FineTuneStudySpec.model_validate(raw)
-    runs = expand(name, spec)
-    # The checks the operator makes on a FineTuneJob (URIs, outputs) once per base/task,
-    # reported at the study field the job's field came from.
-    bases = {b.name: i for i, b in enumerate(spec.base_models)}
-    tasks = {t.name: i for i, t in enumerate(spec.tasks)}
-    seen: set[tuple[str, str]] = set()
-    for run in runs:
-        key = (run.base.name, run.task.name)
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            validate_spec(run.spec.model_dump(mode="json", by_alias=True, exclude_none=True))
-        except SpecRejected as exc:
-            message = (
-                str(exc)
-                .replace("spec.baseModel.", f"spec.baseModels[{bases[run.base.name]}].")
-                .replace("spec.dataset.", f"spec.tasks[{tasks[run.task.name]}].dataset.")
-                .replace("spec.output.", "spec.template.output.")
-            )
-            raise SpecRejected(f"{message} (run {run.name})") from None
-    return spec, runs
+    """The spec and its runs, or :class:`SpecRejected` naming every bad field (the same
+    validator the admission webhook and ``loraland study`` run)."""
+    checked = FINETUNESTUDY(raw, Meta(name=name))
+    if checked.spec is None or not checked.ok:
+        raise SpecRejected(checked.message)
+    return checked.spec, expand(name, checked.spec)
 
 
 def _owned_by(obj: Manifest, uid: str) -> bool:

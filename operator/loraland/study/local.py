@@ -30,10 +30,10 @@ from loraland.api.study import (
     FineTuneStudy,
     FineTuneStudySpec,
     StudySpecError,
-    format_problems,
 )
 from loraland.api.studystatus import RunPhase, RunRow, StudyTable
-from loraland.study.matrix import Run, empty_table, expand, study_spec_problems
+from loraland.study.matrix import Run, empty_table, expand
+from loraland.validation import FINETUNESTUDY, Meta
 
 RESULTS_FILE = "results.json"
 Echo = Callable[[str], None]
@@ -53,10 +53,10 @@ def read_study(path: Path) -> tuple[str, FineTuneStudySpec]:
         reason = format_validation_error(exc)
         raise StudySpecError(f"{path}: not a FineTuneStudy manifest: {reason}") from None
     name = str(manifest.metadata.get("name") or path.stem)
-    problems = study_spec_problems(name, manifest.spec)
-    if problems:
-        raise StudySpecError(f"{path}: {format_problems(problems)}")
-    return name, FineTuneStudySpec.model_validate(manifest.spec)
+    checked = FINETUNESTUDY(manifest.spec, Meta(name=name))
+    if checked.spec is None or not checked.ok:
+        raise StudySpecError(f"{path}: {checked.message}")
+    return name, checked.spec
 
 
 def local_runs(name: str, spec: FineTuneStudySpec, out: Path) -> list[Run]:

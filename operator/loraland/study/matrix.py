@@ -23,7 +23,6 @@ from loraland.api.study import (
     StudyTask,
     StudyVariant,
     pydantic_problems,
-    study_problems,
 )
 from loraland.api.studystatus import StudyTable, TableBase, TableReference
 
@@ -168,16 +167,3 @@ def empty_table(study: str, spec: FineTuneStudySpec) -> StudyTable:
         ],
         runs=[],
     )
-
-
-def study_spec_problems(study: str, raw: object) -> list[Problem]:
-    """Every problem of a raw FineTuneStudy spec, as (field path, reason); [] when valid.
-
-    The one validation entry point for the kind (operator status, admission webhook, CLI):
-    the schema and the cross-field rules (:func:`loraland.api.study.study_problems`), then
-    the FineTuneJobs the matrix expands to.
-    """
-    problems = study_problems(raw)
-    if problems:
-        return problems
-    return matrix_problems(study, FineTuneStudySpec.model_validate(raw))

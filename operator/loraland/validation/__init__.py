@@ -8,7 +8,7 @@ accepted or refused the same way everywhere, with the same message.
   message format;
 * :mod:`.spec`: :class:`SpecValidator` (a pydantic model + a tuple of rule functions);
 * :mod:`.fields`: checks shared by kinds (URIs, Kubernetes names, images, tolerations);
-* :mod:`.finetunejob`, :mod:`.adapterdeployment`: each kind's rules;
+* :mod:`.finetunejob`, :mod:`.adapterdeployment`, :mod:`.finetunestudy`: each kind's rules;
 * :data:`VALIDATORS`: kind -> validator. A new kind is one line there; a new rule set
   for a kind is ``VALIDATORS[kind].with_rules(...)``.
 """
@@ -19,6 +19,7 @@ from typing import Any
 
 from loraland.validation.adapterdeployment import ADAPTERDEPLOYMENT
 from loraland.validation.finetunejob import FINETUNEJOB
+from loraland.validation.finetunestudy import FINETUNESTUDY
 from loraland.validation.problems import Checked, Problem, format_problems
 from loraland.validation.spec import Meta, Rule, SpecValidator
 
@@ -26,11 +27,13 @@ from loraland.validation.spec import Meta, Rule, SpecValidator
 VALIDATORS: dict[str, SpecValidator[Any]] = {
     "FineTuneJob": FINETUNEJOB,
     "AdapterDeployment": ADAPTERDEPLOYMENT,
+    "FineTuneStudy": FINETUNESTUDY,
 }
 
 __all__ = [
     "ADAPTERDEPLOYMENT",
     "FINETUNEJOB",
+    "FINETUNESTUDY",
     "VALIDATORS",
     "Checked",
     "Meta",

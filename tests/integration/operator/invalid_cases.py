@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from optools import adep_manifest, ftj_manifest
+from optools import GROUP, VERSION, adep_manifest, ftj_manifest
 
 Case = tuple[str, dict[str, Any], str]
 
@@ -250,6 +250,42 @@ ADAPTERDEPLOYMENT_CASES: list[Case] = [
 
 CASES: list[Case] = FINETUNEJOB_CASES + ADAPTERDEPLOYMENT_CASES
 
+STUDY: dict[str, Any] = {
+    "apiVersion": f"{GROUP}/{VERSION}",
+    "kind": "FineTuneStudy",
+    "metadata": {"name": "case"},
+    "spec": {
+        "baseModels": [{"name": "smol", "uri": SMOL}, {"name": "b", "uri": "hf://org/b"}],
+        "tasks": [{"name": "s", "task": "sentiment"}, {"name": "i", "task": "intents"}],
+        "template": {"training": {"maxSteps": 3}, "output": {"uri": "s3://loraland-test/st"}},
+    },
+}
+
+#: Studies are refused at admission by the same validator; each cell is checked as the
+#: FineTuneJob it becomes, and named at the study field it came from.
+STUDY_CASES: list[Case] = [
+    (
+        "fts-unknown-task",
+        _set(STUDY, tasks=[{"name": "s", "task": "no-such-task"}]),
+        "spec.tasks[0].task",
+    ),
+    (
+        "fts-base-hf-no-org",
+        _set(STUDY, baseModels=[{"name": "b", "uri": "hf://model"}]),
+        "spec.baseModels[0].uri",
+    ),
+    (
+        "fts-output-bad-bucket",
+        _set(STUDY, template={"training": {"maxSteps": 3}, "output": {"uri": "s3://B/out"}}),
+        "spec.template.output.uri",
+    ),
+    (
+        "fts-reference-unknown-task",
+        _set(STUDY, references=[{"name": "gpt-4", "scores": {"absent": 0.9}}]),
+        "spec.references[0].scores",
+    ),
+]
+
 
 def named(case: Case, name: str) -> dict[str, Any]:
     """The case's manifest under ``name``."""
@@ -259,4 +295,8 @@ def named(case: Case, name: str) -> dict[str, Any]:
 
 
 def plural(doc: dict[str, Any]) -> str:
-    return "finetunejobs" if doc["kind"] == "FineTuneJob" else "adapterdeployments"
+    return {
+        "FineTuneJob": "finetunejobs",
+        "AdapterDeployment": "adapterdeployments",
+        "FineTuneStudy": "finetunestudies",
+    }[doc["kind"]]

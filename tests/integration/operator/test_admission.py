@@ -23,7 +23,7 @@ import pytest
 from cluster import KubeCluster
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from invalid_cases import CASES, Case, named, plural
+from invalid_cases import CASES, STUDY_CASES, Case, named, plural
 from optools import (
     Objects,
     OperatorProcess,
@@ -108,7 +108,7 @@ def test_the_operator_writes_a_fail_closed_configuration(
     hooks = webhooks(kube_cluster, webhook_operator.configuration)
     assert sorted(w["name"] for w in hooks) == sorted(
         f"validate-{k}.{webhook_operator.configuration}"
-        for k in ("finetunejob", "adapterdeployment")
+        for k in ("finetunejob", "adapterdeployment", "finetunestudy")
     )
     for hook in hooks:
         assert hook["failurePolicy"] == "Fail"
@@ -116,7 +116,7 @@ def test_the_operator_writes_a_fail_closed_configuration(
         assert sorted(hook["rules"][0]["operations"]) == ["CREATE", "UPDATE"]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("case", CASES + STUDY_CASES, ids=[c[0] for c in CASES + STUDY_CASES])
 def test_invalid_resources_are_refused_at_admission_naming_the_field(
     webhook_operator: WebhookOperator,
     kube_cluster: KubeCluster,

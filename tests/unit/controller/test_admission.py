@@ -150,6 +150,10 @@ def test_webhooks_route_each_kind_to_its_handler() -> None:
             "validate-adapterdeployment.c.x.dev",
             {"url": "https://h:1/validate-adapterdeployment", "caBundle": "Q0E="},
         ),
+        (
+            "validate-finetunestudy.c.x.dev",
+            {"url": "https://h:1/validate-finetunestudy", "caBundle": "Q0E="},
+        ),
     ]
     assert {w["failurePolicy"] for w in by_url} == {"Fail"}
     assert by_url[0]["rules"] == [
@@ -162,7 +166,7 @@ def test_webhooks_route_each_kind_to_its_handler() -> None:
         }
     ]
     service = {"service": {"namespace": "n", "name": "s", "port": 443, "path": ""}}
-    (hook, _) = webhooks(served, service, configuration="c.x.dev", failure_policy="Ignore")
+    (hook, *_) = webhooks(served, service, configuration="c.x.dev", failure_policy="Ignore")
     assert hook["clientConfig"]["service"]["path"] == "/validate-finetunejob"
     assert hook["failurePolicy"] == "Ignore"
     assert service["service"]["path"] == ""  # the input is not changed

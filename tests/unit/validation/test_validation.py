@@ -199,7 +199,7 @@ def test_validators_compose_with_one_more_rule() -> None:
     strict = ADAPTERDEPLOYMENT.with_rules(no_replicas)
     assert strict(adep(replicas=0)).message == "spec.replicas: zero"
     assert ADAPTERDEPLOYMENT(adep(replicas=0)).ok
-    assert set(VALIDATORS) == {"FineTuneJob", "AdapterDeployment"}
+    assert set(VALIDATORS) == {"FineTuneJob", "AdapterDeployment", "FineTuneStudy"}
 
 
 def test_format_and_paths() -> None:
