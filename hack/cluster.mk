@@ -7,7 +7,13 @@ CLUSTER_NAME ?= loraland-dev
 # the build when that directory is complete, so this target is cheap when nothing changed.
 TEST_PREREQS += cluster-bin
 
-.PHONY: cluster-bin cluster-up cluster-down
+.PHONY: cluster-bin cluster-up cluster-down node-bin
+
+# The real test node (kubelet, containerd, kube-proxy, CNI, CoreDNS, registry,
+# local-path-provisioner) in $(LORALAND_CACHE)/bin/node-<hash of hack/node>/; installs the
+# Debian packages it needs (runc, iptables, conntrack, busybox-static) when missing.
+node-bin:
+	hack/node/build.sh
 
 cluster-bin:
 	hack/build.sh

@@ -1,8 +1,8 @@
 """Fixtures shared by every test folder.
 
 Markers follow the folder: tests/unit -> ``unit``, tests/integration -> ``integration``,
-tests/e2e -> ``e2e``, tests/gpu -> ``gpu``, so ``pytest -m unit`` selects by kind without
-per-file boilerplate.
+tests/e2e -> ``e2e``, tests/gpu -> ``gpu``, tests/realnode -> ``realnode``, so
+``pytest -m unit`` selects by kind without per-file boilerplate.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ TESTS_ROOT = Path(__file__).parent
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         kind = Path(str(item.fspath)).relative_to(TESTS_ROOT).parts[0]
-        if kind in {"unit", "integration", "e2e", "gpu"}:
+        if kind in {"unit", "integration", "e2e", "gpu", "realnode"}:
             item.add_marker(getattr(pytest.mark, kind))
 
 

@@ -247,10 +247,18 @@ def ports_in_configs(clusters_dir: Path) -> set[int]:
 
 
 def kwokctl_configuration(
-    binaries: Mapping[str, Path], kube_version: str, ports: Mapping[str, int]
+    binaries: Mapping[str, Path],
+    kube_version: str,
+    ports: Mapping[str, int],
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """kwokctl options: binary runtime, every component from ``binaries``, no downloads."""
-    return {
+    """kwokctl options: binary runtime, every component from ``binaries``, no downloads.
+
+    ``extra`` adds top-level fields (e.g. ``componentsPatches``) and options (the rest).
+    """
+    extra = dict(extra or {})
+    patches = extra.pop("componentsPatches", None)
+    config: dict[str, Any] = {
         "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
         "kind": "KwokctlConfiguration",
         "options": {
@@ -264,13 +272,33 @@ def kwokctl_configuration(
             "kwokControllerBinary": str(binaries["kwok"]),
             "quietPull": True,
             **ports,
+            **extra,
         },
     }
+    if patches:
+        config["componentsPatches"] = patches
+    return config
+
+
+# kwok plays the kubelet only for nodes carrying this annotation (node_manifest sets it),
+# never for a real node registered by its own kubelet.
+KWOK_CONFIGURATION: dict[str, Any] = {
+    "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+    "kind": "KwokConfiguration",
+    "options": {"manageNodesWithAnnotationSelector": "kwok.x-k8s.io/node=fake"},
+}
 
 
 def render_config(configuration: Mapping[str, Any], stages_yaml: str) -> str:
-    """One multi-document YAML file: the options (JSON is YAML) followed by the Stages."""
-    return json.dumps(configuration, indent=2) + "\n---\n" + stages_yaml
+    """One multi-document YAML file: the options (JSON is YAML), kwok's own configuration,
+    then the Stages."""
+    return (
+        json.dumps(configuration, indent=2)
+        + "\n---\n"
+        + json.dumps(KWOK_CONFIGURATION, indent=2)
+        + "\n---\n"
+        + stages_yaml
+    )
 
 
 def parse_version(output: str) -> str:
@@ -433,8 +461,16 @@ class KwokCluster:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def create(self, nodes: Sequence[FakeNode] = DEFAULT_NODES, *, timeout: float = 300) -> None:
-        """Start the control plane, register ``nodes`` and wait until they are Ready."""
+    def create(
+        self,
+        nodes: Sequence[FakeNode] = DEFAULT_NODES,
+        *,
+        timeout: float = 300,
+        extra_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Start the control plane, register ``nodes`` and wait until they are Ready.
+
+        ``extra_options`` go into the kwokctl configuration (see realnode.py)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         config_path = self.workdir / f"{self.name}.config.yaml"
         kube_version = self.kube_version()
@@ -442,7 +478,7 @@ class KwokCluster:
             used = ports_in_configs(self.workdir / "clusters")
             picked = pick_ports(len(PORT_OPTIONS), used, port_is_free, random.Random())
             ports = dict(zip(PORT_OPTIONS, picked, strict=True))
-            config = kwokctl_configuration(self.binaries, kube_version, ports)
+            config = kwokctl_configuration(self.binaries, kube_version, ports, extra_options)
             config_path.write_text(render_config(config, STAGES_FILE.read_text()))
             try:
                 # --kubeconfig= keeps kwokctl away from ~/.kube/config.

@@ -65,9 +65,24 @@ def test_kwokctl_configuration_names_every_binary_and_port() -> None:
 
 def test_render_config_puts_options_before_stages() -> None:
     text = render_config({"kind": "KwokctlConfiguration"}, "kind: Stage\n")
-    first, second = text.split("\n---\n")
+    first, kwok, stages = text.split("\n---\n")
     assert json.loads(first) == {"kind": "KwokctlConfiguration"}
-    assert second == "kind: Stage\n"
+    assert stages == "kind: Stage\n"
+    # kwok plays the kubelet only for the fake nodes, never for a real one.
+    selector = json.loads(kwok)["options"]["manageNodesWithAnnotationSelector"]
+    key, value = selector.split("=")
+    assert node_manifest(FakeNode("c"), 0, "v1")["metadata"]["annotations"][key] == value
+
+
+def test_kwokctl_configuration_takes_patches_and_extra_options() -> None:
+    binaries = {name: Path("/bin") / name for name in BINARIES}
+    patch = [{"name": "kube-apiserver", "extraArgs": [{"key": "k", "value": "v"}]}]
+    config = kwokctl_configuration(
+        binaries, "v1", {}, {"componentsPatches": patch, "kubeApiserverCertSANs": ["10.0.0.1"]}
+    )
+    assert config["componentsPatches"] == patch
+    assert config["options"]["kubeApiserverCertSANs"] == ["10.0.0.1"]
+    assert "componentsPatches" not in config["options"]
 
 
 def test_pick_ports_skips_used_and_busy_ports() -> None:
