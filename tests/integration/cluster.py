@@ -168,7 +168,10 @@ def node_manifest(node: FakeNode, index: int, kubelet_version: str) -> dict[str,
         "metadata": {
             "name": node.name,
             "labels": labels,
-            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "annotations": {
+                KWOK_NODE_ANNOTATION[0]: KWOK_NODE_ANNOTATION[1],
+                "node.alpha.kubernetes.io/ttl": "0",
+            },
         },
         "spec": spec,
         "status": {
@@ -275,30 +278,30 @@ def kwokctl_configuration(
             **extra,
         },
     }
-    if patches:
-        config["componentsPatches"] = patches
+    config["componentsPatches"] = [KWOK_CONTROLLER_PATCH, *(patches or [])]
     return config
 
 
 # kwok plays the kubelet only for nodes carrying this annotation (node_manifest sets it),
-# never for a real node registered by its own kubelet.
-KWOK_CONFIGURATION: dict[str, Any] = {
-    "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
-    "kind": "KwokConfiguration",
-    "options": {"manageNodesWithAnnotationSelector": "kwok.x-k8s.io/node=fake"},
+# never for a real node registered by its own kubelet. kwokctl's binary runtime passes
+# --manage-all-nodes=true itself, so the later flags override it (a KwokConfiguration
+# document would conflict with that flag instead).
+KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
+KWOK_CONTROLLER_PATCH: dict[str, Any] = {
+    "name": "kwok-controller",
+    "extraArgs": [
+        {"key": "manage-all-nodes", "value": "false"},
+        {
+            "key": "manage-nodes-with-annotation-selector",
+            "value": "=".join(KWOK_NODE_ANNOTATION),
+        },
+    ],
 }
 
 
 def render_config(configuration: Mapping[str, Any], stages_yaml: str) -> str:
-    """One multi-document YAML file: the options (JSON is YAML), kwok's own configuration,
-    then the Stages."""
-    return (
-        json.dumps(configuration, indent=2)
-        + "\n---\n"
-        + json.dumps(KWOK_CONFIGURATION, indent=2)
-        + "\n---\n"
-        + stages_yaml
-    )
+    """One multi-document YAML file: the options (JSON is YAML) followed by the Stages."""
+    return json.dumps(configuration, indent=2) + "\n---\n" + stages_yaml
 
 
 def parse_version(output: str) -> str:

@@ -65,12 +65,18 @@ def test_kwokctl_configuration_names_every_binary_and_port() -> None:
 
 def test_render_config_puts_options_before_stages() -> None:
     text = render_config({"kind": "KwokctlConfiguration"}, "kind: Stage\n")
-    first, kwok, stages = text.split("\n---\n")
+    first, second = text.split("\n---\n")
     assert json.loads(first) == {"kind": "KwokctlConfiguration"}
-    assert stages == "kind: Stage\n"
-    # kwok plays the kubelet only for the fake nodes, never for a real one.
-    selector = json.loads(kwok)["options"]["manageNodesWithAnnotationSelector"]
-    key, value = selector.split("=")
+    assert second == "kind: Stage\n"
+
+
+def test_kwok_manages_only_the_annotated_fake_nodes() -> None:
+    binaries = {name: Path("/bin") / name for name in BINARIES}
+    (patch,) = kwokctl_configuration(binaries, "v1", {})["componentsPatches"]
+    args = {a["key"]: a["value"] for a in patch["extraArgs"]}
+    assert patch["name"] == "kwok-controller"
+    assert args["manage-all-nodes"] == "false"
+    key, value = args["manage-nodes-with-annotation-selector"].split("=")
     assert node_manifest(FakeNode("c"), 0, "v1")["metadata"]["annotations"][key] == value
 
 
@@ -80,7 +86,7 @@ def test_kwokctl_configuration_takes_patches_and_extra_options() -> None:
     config = kwokctl_configuration(
         binaries, "v1", {}, {"componentsPatches": patch, "kubeApiserverCertSANs": ["10.0.0.1"]}
     )
-    assert config["componentsPatches"] == patch
+    assert config["componentsPatches"][1:] == patch
     assert config["options"]["kubeApiserverCertSANs"] == ["10.0.0.1"]
     assert "componentsPatches" not in config["options"]
 
