@@ -19,8 +19,10 @@ cluster-bin:
 	hack/build.sh
 
 # Stdlib-only Python: works before (and without) the venv.
-cluster-up: cluster-bin
-	$(PYTHON) tests/integration/cluster.py up --name $(CLUSTER_NAME)
+# REAL_NODE=1 adds a real node where pods run (tests/integration/realnode.py; root).
+REAL_NODE ?=
+cluster-up: cluster-bin $(if $(REAL_NODE),node-bin)
+	$(PYTHON) tests/integration/cluster.py up --name $(CLUSTER_NAME) $(if $(REAL_NODE),--real-node)
 
 cluster-down:
 	$(PYTHON) tests/integration/cluster.py down --name $(CLUSTER_NAME)

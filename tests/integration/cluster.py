@@ -629,11 +629,31 @@ def reap_stale_clusters(workdir: Path, env: Mapping[str, str] | None = None) -> 
 # ------------------------------------------------------------------------ command line
 
 
+def _up_with_real_node(cluster: KwokCluster, timeout: float) -> None:
+    # realnode imports this module; import it only when asked for.
+    from realnode import RealNode, apiserver_patches
+
+    node = RealNode.create_network(cluster, keep=True)
+    try:
+        cluster.create(timeout=timeout, extra_options=apiserver_patches(node.network))
+        node.start(timeout=timeout)
+    except BaseException:
+        node.stop()
+        cluster.delete()
+        raise
+    print(f"real node {node.name}: logs in {node.log_dir}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the loraland kwok test cluster by hand.")
     parser.add_argument("command", choices=["up", "down", "kubeconfig"])
     parser.add_argument("--name", default=DEV_CLUSTER_NAME)
     parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument(
+        "--real-node",
+        action="store_true",
+        help="also start a real node where pods run (realnode.py; `make node-bin`, root)",
+    )
     args = parser.parse_args(argv)
     try:
         cluster = KwokCluster.from_env(args.name)
@@ -643,15 +663,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 # Ctrl-C during start-up must not leave half a cluster behind.
                 signal.signal(signal.SIGTERM, signal.default_int_handler)
-                try:
-                    cluster.create(timeout=args.timeout)
-                except BaseException:
-                    cluster.delete()
-                    raise
+                if args.real_node:
+                    _up_with_real_node(cluster, args.timeout)
+                else:
+                    try:
+                        cluster.create(timeout=args.timeout)
+                    except BaseException:
+                        cluster.delete()
+                        raise
             print(cluster.kubectl("get", "nodes", "-o", "wide").stdout, file=sys.stderr)
             print(f"export KUBECONFIG={cluster.kubeconfig}")
             print(f"export PATH={cluster.binaries['kubectl'].parent}:$PATH")
         elif args.command == "down":
+            from realnode import teardown_cluster_node
+
+            teardown_cluster_node(cluster)
             cluster.delete()
             print(f"cluster {args.name} deleted", file=sys.stderr)
         else:

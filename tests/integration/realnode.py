@@ -526,15 +526,22 @@ class RealNode:
     binaries: Mapping[str, Path]
     network: NodeNetwork
     registry_storage: Path
+    # The pytest process whose death lets the next session reap this node; None for a
+    # node that `make cluster-up` leaves running until `make cluster-down`.
+    owner_pid: int | None = dataclasses.field(default_factory=os.getpid)
 
     @classmethod
-    def create_network(cls, cluster: KwokCluster, env: Mapping[str, str] | None = None) -> RealNode:
+    def create_network(
+        cls, cluster: KwokCluster, env: Mapping[str, str] | None = None, *, keep: bool = False
+    ) -> RealNode:
         """Choose this node's id and addresses and make its network, under a lock so two
         sessions never pick the same addresses (the routes made here mark them taken)."""
         env = os.environ if env is None else env
         binaries = find_node_binaries(node_bin_dir(env))
         with _locked(cluster.workdir / ".realnode.lock"):
             node = cls._plan(cluster, binaries, env)
+            if keep:
+                node.owner_pid = None
             try:
                 node.setup_network()
             except BaseException:
@@ -600,7 +607,7 @@ class RealNode:
         state = {
             "index": self.network.index,
             "node_id": self.network.node_id,
-            "owner_pid": os.getpid(),
+            "owner_pid": self.owner_pid,
         }
         (self.node_dir / "state.json").write_text(json.dumps(state))
 
@@ -744,8 +751,9 @@ class RealNode:
         _sh([*inside, "ip", "route", "add", "default", "via", net.host_ip])
         # Forwarding between the bridge and the link, and bridged traffic through iptables
         # (kube-proxy's Service rules), inside the namespace only.
-        _sh(["modprobe", "br_netfilter"], check=False)
-        _sh(["modprobe", "overlay"], check=False)
+        if shutil.which("modprobe"):  # kernels with these built in have no modprobe
+            _sh(["modprobe", "br_netfilter"], check=False)
+            _sh(["modprobe", "overlay"], check=False)
         _sh([*inside, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
         _sh([*inside, "sysctl", "-q", "-w", "net.bridge.bridge-nf-call-iptables=1"], check=False)
         # The host reaches pod IPs (and the pods' replies find their way back) through the node.
@@ -924,13 +932,24 @@ def teardown(node_dir: Path, node_id: str, *, grace: float = 5.0) -> None:
     shutil.rmtree(node_dir, ignore_errors=True)
 
 
+def teardown_cluster_node(cluster: KwokCluster) -> bool:
+    """Tear down ``cluster``'s real node, if it has one (`make cluster-down`)."""
+    state_file = node_dir_of(cluster) / "state.json"
+    try:
+        state = json.loads(state_file.read_text())
+    except (OSError, ValueError):
+        return False
+    teardown(state_file.parent, str(state["node_id"]))
+    return True
+
+
 def reap_stale_nodes(workdir: Path) -> list[str]:
     """Tear down nodes whose owning pytest is gone (killed before its teardown)."""
     reaped = []
     for state_file in sorted((workdir / "nodes").glob("*/state.json")):
         with contextlib.suppress(OSError, ValueError, KeyError):
             state = json.loads(state_file.read_text())
-            if pid_alive(int(state["owner_pid"])):
+            if state["owner_pid"] is None or pid_alive(int(state["owner_pid"])):
                 continue
             teardown(state_file.parent, str(state["node_id"]))
             reaped.append(str(state["node_id"]))
