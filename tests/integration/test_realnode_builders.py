@@ -132,3 +132,25 @@ def test_mounts_under_orders_deepest_first_and_ignores_others() -> None:
 def test_node_source_hash_is_stable() -> None:
     assert node_source_hash() == node_source_hash()
     assert len(node_source_hash()) == 12
+
+
+def _requirements(go_mod: Path) -> dict[str, str]:
+    reqs = {}
+    for line in go_mod.read_text().splitlines():
+        words = line.replace("require ", "").split()
+        if len(words) >= 2 and words[1].startswith("v") and "=>" not in line:
+            reqs[words[0]] = words[1]
+    return reqs
+
+
+def test_node_kube_module_shares_the_control_planes_versions() -> None:
+    hack = Path(__file__).resolve().parents[2] / "hack"
+    control_plane = _requirements(hack / "go.mod")
+    node = _requirements(hack / "node" / "kube" / "go.mod")
+    # Staging modules (k8s.io/*) are replaced to one version in both, whatever they list.
+    differ = {
+        m: (v, node[m])
+        for m, v in control_plane.items()
+        if m in node and node[m] != v and not m.startswith("k8s.io/")
+    }
+    assert not differ, f"pin these in hack/node/kube/go.mod at hack/go.mod's versions: {differ}"
