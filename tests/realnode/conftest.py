@@ -12,6 +12,7 @@ Real pods must tolerate ``REAL_NODE_TOLERATION`` and select ``REAL_NODE_SELECTOR
 
 from __future__ import annotations
 
+import os
 import secrets
 import signal
 import sys
@@ -31,6 +32,19 @@ for _dir in (Path(__file__).resolve().parents[1] / "integration", Path(__file__)
 from cluster import ClusterError, KwokCluster, reap_stale_clusters, unique_name  # noqa: E402
 from realnode import RealNode, apiserver_patches, reap_stale_nodes  # noqa: E402
 from realtools import RealCluster  # noqa: E402
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The suite is opt-in: it needs root, `make node-bin` and minutes of real work, so
+    `pytest tests` skips it (saying why) unless ``-m realnode`` selects it or
+    LORALAND_REAL_NODE=1 asks for it (`make test-realnode` does)."""
+    if "realnode" in (config.option.markexpr or "") or os.environ.get("LORALAND_REAL_NODE") == "1":
+        return
+    skip = pytest.mark.skip(reason="real-node suite is opt-in: make test-realnode or -m realnode")
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
