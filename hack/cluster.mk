@@ -7,14 +7,27 @@ CLUSTER_NAME ?= loraland-dev
 # the build when that directory is complete, so this target is cheap when nothing changed.
 TEST_PREREQS += cluster-bin
 
-.PHONY: cluster-bin cluster-up cluster-down
+.PHONY: cluster-bin cluster-up cluster-down node-bin test-realnode
+
+# The real test node (kubelet, containerd, kube-proxy, CNI, CoreDNS, registry,
+# local-path-provisioner) in $(LORALAND_CACHE)/bin/node-<hash of hack/node>/; installs the
+# Debian packages it needs (runc, iptables, conntrack, busybox-static) when missing.
+node-bin:
+	hack/node/build.sh
 
 cluster-bin:
 	hack/build.sh
 
 # Stdlib-only Python: works before (and without) the venv.
-cluster-up: cluster-bin
-	$(PYTHON) tests/integration/cluster.py up --name $(CLUSTER_NAME)
+# REAL_NODE=1 adds a real node where pods run (tests/integration/realnode.py; root).
+REAL_NODE ?=
+cluster-up: cluster-bin $(if $(REAL_NODE),node-bin)
+	$(PYTHON) tests/integration/cluster.py up --name $(CLUSTER_NAME) $(if $(REAL_NODE),--real-node)
 
 cluster-down:
 	$(PYTHON) tests/integration/cluster.py down --name $(CLUSTER_NAME)
+
+# Pods really running on the real node (tests/realnode; root). Opt-in: `make test` skips
+# the folder unless LORALAND_REAL_NODE=1. The product tests there also need `make images`.
+test-realnode: venv cluster-bin node-bin
+	LORALAND_REAL_NODE=1 $(PY) -m pytest tests/realnode -m realnode

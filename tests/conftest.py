@@ -1,9 +1,9 @@
 """Fixtures shared by every test folder.
 
 Markers follow the folder: tests/unit -> ``unit``, tests/integration -> ``integration``,
-tests/e2e -> ``e2e``, tests/gpu -> ``gpu``,
-tests/images -> ``images``, so ``pytest -m unit`` selects by kind without
-per-file boilerplate.
+tests/e2e -> ``e2e``, tests/gpu -> ``gpu``, tests/images -> ``images``,
+tests/realnode -> ``realnode``, so ``pytest -m unit`` selects by kind without per-file
+boilerplate.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ TESTS_ROOT = Path(__file__).parent
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         kind = Path(str(item.fspath)).relative_to(TESTS_ROOT).parts[0]
-        if kind in {"unit", "integration", "e2e", "gpu", "images"}:
+        if kind in {"unit", "integration", "e2e", "gpu", "images", "realnode"}:
             item.add_marker(getattr(pytest.mark, kind))
 
 

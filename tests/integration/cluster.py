@@ -168,7 +168,10 @@ def node_manifest(node: FakeNode, index: int, kubelet_version: str) -> dict[str,
         "metadata": {
             "name": node.name,
             "labels": labels,
-            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "annotations": {
+                KWOK_NODE_ANNOTATION[0]: KWOK_NODE_ANNOTATION[1],
+                "node.alpha.kubernetes.io/ttl": "0",
+            },
         },
         "spec": spec,
         "status": {
@@ -247,10 +250,18 @@ def ports_in_configs(clusters_dir: Path) -> set[int]:
 
 
 def kwokctl_configuration(
-    binaries: Mapping[str, Path], kube_version: str, ports: Mapping[str, int]
+    binaries: Mapping[str, Path],
+    kube_version: str,
+    ports: Mapping[str, int],
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """kwokctl options: binary runtime, every component from ``binaries``, no downloads."""
-    return {
+    """kwokctl options: binary runtime, every component from ``binaries``, no downloads.
+
+    ``extra`` adds top-level fields (e.g. ``componentsPatches``) and options (the rest).
+    """
+    extra = dict(extra or {})
+    patches = extra.pop("componentsPatches", None)
+    config: dict[str, Any] = {
         "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
         "kind": "KwokctlConfiguration",
         "options": {
@@ -264,8 +275,28 @@ def kwokctl_configuration(
             "kwokControllerBinary": str(binaries["kwok"]),
             "quietPull": True,
             **ports,
+            **extra,
         },
     }
+    config["componentsPatches"] = [KWOK_CONTROLLER_PATCH, *(patches or [])]
+    return config
+
+
+# kwok plays the kubelet only for nodes carrying this annotation (node_manifest sets it),
+# never for a real node registered by its own kubelet. kwokctl's binary runtime passes
+# --manage-all-nodes=true itself, so the later flags override it (a KwokConfiguration
+# document would conflict with that flag instead).
+KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
+KWOK_CONTROLLER_PATCH: dict[str, Any] = {
+    "name": "kwok-controller",
+    "extraArgs": [
+        {"key": "manage-all-nodes", "value": "false"},
+        {
+            "key": "manage-nodes-with-annotation-selector",
+            "value": "=".join(KWOK_NODE_ANNOTATION),
+        },
+    ],
+}
 
 
 def render_config(configuration: Mapping[str, Any], stages_yaml: str) -> str:
@@ -433,8 +464,16 @@ class KwokCluster:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def create(self, nodes: Sequence[FakeNode] = DEFAULT_NODES, *, timeout: float = 300) -> None:
-        """Start the control plane, register ``nodes`` and wait until they are Ready."""
+    def create(
+        self,
+        nodes: Sequence[FakeNode] = DEFAULT_NODES,
+        *,
+        timeout: float = 300,
+        extra_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Start the control plane, register ``nodes`` and wait until they are Ready.
+
+        ``extra_options`` go into the kwokctl configuration (see realnode.py)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         config_path = self.workdir / f"{self.name}.config.yaml"
         kube_version = self.kube_version()
@@ -442,7 +481,7 @@ class KwokCluster:
             used = ports_in_configs(self.workdir / "clusters")
             picked = pick_ports(len(PORT_OPTIONS), used, port_is_free, random.Random())
             ports = dict(zip(PORT_OPTIONS, picked, strict=True))
-            config = kwokctl_configuration(self.binaries, kube_version, ports)
+            config = kwokctl_configuration(self.binaries, kube_version, ports, extra_options)
             config_path.write_text(render_config(config, STAGES_FILE.read_text()))
             try:
                 # --kubeconfig= keeps kwokctl away from ~/.kube/config.
@@ -590,11 +629,31 @@ def reap_stale_clusters(workdir: Path, env: Mapping[str, str] | None = None) -> 
 # ------------------------------------------------------------------------ command line
 
 
+def _up_with_real_node(cluster: KwokCluster, timeout: float) -> None:
+    # realnode imports this module; import it only when asked for.
+    from realnode import RealNode, apiserver_patches
+
+    node = RealNode.create_network(cluster, keep=True)
+    try:
+        cluster.create(timeout=timeout, extra_options=apiserver_patches(node.network))
+        node.start(timeout=timeout)
+    except BaseException:
+        node.stop()
+        cluster.delete()
+        raise
+    print(f"real node {node.name}: logs in {node.log_dir}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the loraland kwok test cluster by hand.")
     parser.add_argument("command", choices=["up", "down", "kubeconfig"])
     parser.add_argument("--name", default=DEV_CLUSTER_NAME)
     parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument(
+        "--real-node",
+        action="store_true",
+        help="also start a real node where pods run (realnode.py; `make node-bin`, root)",
+    )
     args = parser.parse_args(argv)
     try:
         cluster = KwokCluster.from_env(args.name)
@@ -604,15 +663,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 # Ctrl-C during start-up must not leave half a cluster behind.
                 signal.signal(signal.SIGTERM, signal.default_int_handler)
-                try:
-                    cluster.create(timeout=args.timeout)
-                except BaseException:
-                    cluster.delete()
-                    raise
+                if args.real_node:
+                    _up_with_real_node(cluster, args.timeout)
+                else:
+                    try:
+                        cluster.create(timeout=args.timeout)
+                    except BaseException:
+                        cluster.delete()
+                        raise
             print(cluster.kubectl("get", "nodes", "-o", "wide").stdout, file=sys.stderr)
             print(f"export KUBECONFIG={cluster.kubeconfig}")
             print(f"export PATH={cluster.binaries['kubectl'].parent}:$PATH")
         elif args.command == "down":
+            from realnode import teardown_cluster_node
+
+            teardown_cluster_node(cluster)
             cluster.delete()
             print(f"cluster {args.name} deleted", file=sys.stderr)
         else:

@@ -30,6 +30,7 @@ if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 from cluster import ClusterError, KubeCluster, KwokCluster, reap_stale_clusters, unique_name  # noqa: E402
+from realnode import reap_stale_nodes  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +39,8 @@ def kube_cluster() -> Iterator[KubeCluster]:
         cluster = KwokCluster.from_env(unique_name())
     except ClusterError as exc:
         pytest.fail(str(exc), pytrace=False)
+    # Real nodes first (tests/realnode): their clusters are reaped just after.
+    reap_stale_nodes(cluster.workdir)
     reap_stale_clusters(cluster.workdir)
     # A SIGTERM (CI cancelling the job) unwinds like Ctrl-C, so the finally below runs.
     if threading.current_thread() is threading.main_thread():

@@ -70,6 +70,27 @@ def test_render_config_puts_options_before_stages() -> None:
     assert second == "kind: Stage\n"
 
 
+def test_kwok_manages_only_the_annotated_fake_nodes() -> None:
+    binaries = {name: Path("/bin") / name for name in BINARIES}
+    (patch,) = kwokctl_configuration(binaries, "v1", {})["componentsPatches"]
+    args = {a["key"]: a["value"] for a in patch["extraArgs"]}
+    assert patch["name"] == "kwok-controller"
+    assert args["manage-all-nodes"] == "false"
+    key, value = args["manage-nodes-with-annotation-selector"].split("=")
+    assert node_manifest(FakeNode("c"), 0, "v1")["metadata"]["annotations"][key] == value
+
+
+def test_kwokctl_configuration_takes_patches_and_extra_options() -> None:
+    binaries = {name: Path("/bin") / name for name in BINARIES}
+    patch = [{"name": "kube-apiserver", "extraArgs": [{"key": "k", "value": "v"}]}]
+    config = kwokctl_configuration(
+        binaries, "v1", {}, {"componentsPatches": patch, "kubeApiserverCertSANs": ["10.0.0.1"]}
+    )
+    assert config["componentsPatches"][1:] == patch
+    assert config["options"]["kubeApiserverCertSANs"] == ["10.0.0.1"]
+    assert "componentsPatches" not in config["options"]
+
+
 def test_pick_ports_skips_used_and_busy_ports() -> None:
     ports = pick_ports(
         3, used={1, 2}, is_free=lambda p: p != 3, rng=random.Random(0), candidates=range(1, 7)

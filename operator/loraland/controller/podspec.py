@@ -21,6 +21,10 @@ from loraland.settings import PVC_MOUNT_ROOT
 from loraland.storage.errors import StorageError
 from loraland.storage.uri import Scheme, parse_uri
 
+# The user and group the project's images run as (images/Dockerfile: USER 10001:10001).
+IMAGE_UID = 10001
+IMAGE_GID = 10001
+
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TOLERATION: dict[str, str] = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 
@@ -152,3 +156,27 @@ def placement(resources: ResourcesSpec) -> Manifest:
     if tol:
         out["tolerations"] = tol
     return out
+
+
+def loraland_pod_security() -> Manifest:
+    """The pod securityContext of a pod running the project's trainer image.
+
+    ``fsGroup`` is what makes a freshly provisioned PersistentVolume writable: a new disk
+    is owned by root with mode 0755, and the kubelet gives the volume to this group (with
+    the setgid bit) before the containers start. Without it a ``pvc://`` output is read-only
+    to UID 10001. ``OnRootMismatch`` skips the recursive chown once the volume is right,
+    so a large model volume is not walked on every pod start.
+    """
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": IMAGE_UID,
+        "runAsGroup": IMAGE_GID,
+        "fsGroup": IMAGE_GID,
+        "fsGroupChangePolicy": "OnRootMismatch",
+    }
+
+
+def volume_group_security() -> Manifest:
+    """Only ``fsGroup``, for pods whose image (a third-party serving runtime) chooses its own
+    user: their volumes are writable and readable through the group all the same."""
+    return {"fsGroup": IMAGE_GID, "fsGroupChangePolicy": "OnRootMismatch"}

@@ -32,6 +32,7 @@ from loraland.controller.podspec import (
     pvc_volumes,
     resource_requirements,
     secret_env_from,
+    volume_group_security,
 )
 from loraland.controller.runtimes import (
     ADAPTERS_DIR,
@@ -245,6 +246,7 @@ def build_deployment(
                 "spec": {
                     "enableServiceLinks": False,
                     "automountServiceAccountToken": False,
+                    "securityContext": volume_group_security(),
                     "containers": containers,
                     "volumes": volumes,
                     **placement(spec.resources),

@@ -33,6 +33,7 @@ from loraland.controller.podspec import (
     Manifest,
     Owner,
     claims_of,
+    loraland_pod_security,
     placement,
     pvc_volumes,
     resource_requirements,
@@ -254,6 +255,7 @@ def build_job(owner: Owner, spec: FineTuneJobSpec, config: OperatorConfig) -> Ma
         "serviceAccountName": relay_account_name(owner.name),
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
+        "securityContext": loraland_pod_security(),
         "initContainers": [relay_container(owner, spec, config)],
         "containers": [trainer_container(owner, spec, config)],
         "volumes": [

@@ -60,6 +60,8 @@ def test_builtin_deployment(adep_spec: Any, adep_owner: Owner, config: OperatorC
     volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
     assert volumes["adapters"] == {"name": "adapters", "configMap": {"name": "serve-adapters"}}
     assert volumes["pvc-adapters"]["persistentVolumeClaim"]["claimName"] == "adapters"
+    # The adapters the trainer wrote (group 10001 through its fsGroup) stay readable.
+    assert dep["spec"]["template"]["spec"]["securityContext"]["fsGroup"] == 10001
 
 
 def test_adapter_list_changes_leave_the_pod_template_alone(

@@ -178,3 +178,15 @@ def test_long_names_fit_and_stay_deterministic() -> None:
     assert len(name) <= 63 and name.endswith("-train")
     assert name == job_name(long)
     assert job_name("a" * 199 + "b") != name
+
+
+def test_trainer_pod_owns_its_volumes_through_fs_group(
+    ftj_spec: Any, ftj_owner: Owner, config: OperatorConfig
+) -> None:
+    # A provisioned volume starts root-owned 0755; only fsGroup makes it writable to the
+    # image's UID 10001 (tests/realnode proves it on a real kubelet).
+    pod = build_job(ftj_owner, ftj_spec(), config)["spec"]["template"]["spec"]
+    security = pod["securityContext"]
+    assert security["runAsUser"] == 10001
+    assert security["runAsNonRoot"] is True
+    assert security["fsGroup"] == 10001

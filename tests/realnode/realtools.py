@@ -1,0 +1,62 @@
+"""Helpers for the real-node tests (importable by test modules; conftest is not)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import pytest
+from cluster import KubeCluster
+from realnode import REAL_NODE_SELECTOR, REAL_NODE_TOLERATION, RealNode
+
+
+@dataclasses.dataclass
+class RealCluster(KubeCluster):
+    """A :class:`KubeCluster` with a real node."""
+
+    node: RealNode | None = None
+
+    @property
+    def real_node(self) -> RealNode:
+        assert self.node is not None
+        return self.node
+
+
+def on_real_node(pod_spec: dict[str, Any]) -> dict[str, Any]:
+    """``pod_spec`` with the selector and toleration that put it on the real node."""
+    spec = dict(pod_spec)
+    spec["nodeSelector"] = {**spec.get("nodeSelector", {}), **REAL_NODE_SELECTOR}
+    spec["tolerations"] = [*spec.get("tolerations", []), dict(REAL_NODE_TOLERATION)]
+    return spec
+
+
+def apply(cluster: KubeCluster, *objects: dict[str, Any]) -> None:
+    """``kubectl apply`` of ``objects`` as one List."""
+    doc = {"apiVersion": "v1", "kind": "List", "items": list(objects)}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(doc))
+
+
+def wait_ready(cluster: RealCluster, ns: str, name: str, timeout: int = 180) -> None:
+    """Wait for pod ``name`` to be Ready; on failure show `kubectl describe` and the logs."""
+    result = cluster.kubectl(
+        "wait",
+        "-n",
+        ns,
+        f"pod/{name}",
+        "--for=condition=Ready",
+        f"--timeout={timeout}s",
+        check=False,
+        timeout=timeout + 30,
+    )
+    if result.returncode != 0:
+        describe = cluster.kubectl("describe", "-n", ns, f"pod/{name}", check=False).stdout
+        pytest.fail(
+            f"pod {name} not Ready: {result.stderr}\n{describe}\n({cluster.real_node.log_hint()})"
+        )
+
+
+def exec_in(cluster: KubeCluster, ns: str, pod: str, *cmd: str, check: bool = True) -> str:
+    """``kubectl exec`` in ``pod``: its stdout, or stdout and stderr when not checked."""
+    result = cluster.kubectl("exec", "-n", ns, pod, "--", *cmd, check=check, timeout=60)
+    return result.stdout if check else result.stdout + result.stderr

@@ -1,0 +1,256 @@
+"""The product as a user runs it, in real pods on the real node, from the project's images.
+
+`helm install` of charts/loraland with the images `make images` built (pushed to the
+node's registry), then one FineTuneJob on the embedded model whose adapter goes to a
+``pvc://`` output on a provisioned volume and reaches an AdapterDeployment through
+``deployTo``; its server pod answers through the Service with that adapter, differently
+from the base model. The tests share one release and run in order (module-scoped).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from realnode import REAL_NODE_SELECTOR, REAL_NODE_TOLERATION
+from realtools import RealCluster, apply, exec_in
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "loraland"
+IMAGES_SH = Path(os.environ.get("LORALAND_IMAGES_SH") or REPO / "hack" / "images.sh")
+GROUP, VERSION = "loraland.dev", "v1alpha1"
+FTJ = "sentiment"
+ADEP = "smollm2"
+STEPS = 12
+
+pytestmark = pytest.mark.timeout(1500)
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """``host:port/repo:tag`` -> (``host:port/repo``, ``tag``)."""
+    repository, _, tag = ref.rpartition(":")
+    return repository, tag
+
+
+@pytest.fixture(scope="module")
+def images(real_cluster: RealCluster) -> dict[str, str]:
+    """The project's images in the node's registry (`make images` builds them; a warm run
+    only pushes what the registry lacks)."""
+    if not IMAGES_SH.exists():
+        pytest.fail(f"{IMAGES_SH} is missing: the images come from `make images`", pytrace=False)
+    done = subprocess.run(
+        [str(IMAGES_SH), "--registry", real_cluster.real_node.network.registry],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"{IMAGES_SH} failed:\n{done.stderr[-4000:]}", pytrace=False)
+    values = dict(
+        line.split("=", 1) for line in done.stdout.splitlines() if "=" in line and line[0] != "#"
+    )
+    return {k: values[f"LORALAND_IMAGE_{k.upper()}"] for k in ("operator", "trainer", "server")}
+
+
+@pytest.fixture(scope="module")
+def release(
+    real_cluster: RealCluster, images: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """charts/loraland installed with the local images, its pods on the real node; yields
+    the namespace (the operator watches every namespace)."""
+    ns = f"ll-{secrets.token_hex(3)}"
+    core = client.CoreV1Api(real_cluster.api_client)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    operator_repo, operator_tag = split_ref(images["operator"])
+    trainer_repo, trainer_tag = split_ref(images["trainer"])
+    server_repo, server_tag = split_ref(images["server"])
+    values = {
+        "images": {
+            "operator": {"repository": operator_repo, "tag": operator_tag},
+            # The CPU tags end in the chart's cpuSuffix, which the chart adds itself.
+            "trainer": {"repository": trainer_repo, "tag": trainer_tag.removesuffix("-cpu")},
+            "server": {"repository": server_repo, "tag": server_tag.removesuffix("-cpu")},
+            "cpuSuffix": "-cpu",
+        },
+        "nodeSelector": dict(REAL_NODE_SELECTOR),
+        "tolerations": [dict(REAL_NODE_TOLERATION)],
+        "operator": {"adapterPollSeconds": 3, "resyncSeconds": 10},
+    }
+    values_file = tmp_path_factory.mktemp("helm") / "values.json"
+    values_file.write_text(json.dumps(values))
+    try:
+        real_cluster.helm(
+            "install", "ll", str(CHART), "--namespace", ns, "-f", str(values_file),
+            "--wait", "--timeout", "600s", timeout=700,
+        )  # fmt: skip
+        yield ns
+    finally:
+        real_cluster.helm("uninstall", "ll", "--namespace", ns, "--wait", check=False)
+        core.delete_namespace(ns)
+
+
+def custom(cluster: RealCluster) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(cluster.api_client)
+
+
+def status_of(cluster: RealCluster, plural: str, ns: str, name: str) -> dict[str, Any]:
+    obj = custom(cluster).get_namespaced_custom_object(GROUP, VERSION, ns, plural, name)
+    return dict(obj.get("status") or {})
+
+
+def wait_until(check: Any, what: str, timeout: float, cluster: RealCluster) -> Any:
+    import time
+
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(2)
+    pytest.fail(
+        f"timed out after {timeout:.0f}s waiting for {what} ({cluster.real_node.log_hint()})"
+    )
+
+
+def placement() -> dict[str, Any]:
+    return {"nodeSelector": dict(REAL_NODE_SELECTOR), "tolerations": [dict(REAL_NODE_TOLERATION)]}
+
+
+def test_operator_runs_as_a_pod_ready_through_its_probes(
+    real_cluster: RealCluster, release: str
+) -> None:
+    pods = (
+        client.CoreV1Api(real_cluster.api_client)
+        .list_namespaced_pod(release, label_selector="app.kubernetes.io/component=operator")
+        .items
+    )
+    (pod,) = pods
+    assert pod.spec.node_name == real_cluster.real_node.name
+    ready = {c.type: c.status for c in pod.status.conditions}
+    assert ready["Ready"] == "True"
+    (container,) = pod.status.container_statuses
+    assert container.ready and container.restart_count == 0
+
+
+def test_finetunejob_trains_in_a_pod_and_publishes_to_a_provisioned_pvc(
+    real_cluster: RealCluster, release: str
+) -> None:
+    ns = release
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "adapters", "namespace": ns},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "2Gi"}}},
+    }
+    adep = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "AdapterDeployment",
+        "metadata": {"name": ADEP, "namespace": ns},
+        "spec": {
+            "baseModel": {"uri": "builtin://smollm2-135m-instruct"},
+            "replicas": 1,
+            "resources": {"gpus": 0, "cpu": "500m", "memory": "2Gi", **placement()},
+            "serving": {"maxBatchSize": 4},
+        },
+    }
+    ftj = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "FineTuneJob",
+        "metadata": {"name": FTJ, "namespace": ns},
+        "spec": {
+            "baseModel": {"uri": "builtin://smollm2-135m-instruct"},
+            "dataset": {"task": "sentiment", "maxSamples": 200},
+            "lora": {"rank": 8, "alpha": 16},
+            "training": {
+                "maxSteps": STEPS,
+                "batchSize": 4,
+                "learningRate": 0.002,
+                "maxSeqLength": 64,
+                "checkpointEverySteps": 2,
+                "seed": 1,
+            },
+            "evaluation": {"maxSamples": 16, "compareBase": True},
+            "output": {"uri": f"pvc://adapters/{FTJ}"},
+            "resources": {"gpus": 0, "cpu": "1", "memory": "3Gi", **placement()},
+            "deployTo": {"adapterDeployment": ADEP},
+        },
+    }
+    apply(real_cluster, claim, adep, ftj)
+
+    # Progress shows while the trainer runs (the relay sidecar patches it from inside).
+    def progressing() -> bool:
+        progress = status_of(real_cluster, "finetunejobs", ns, FTJ).get("progress") or {}
+        return bool(progress.get("step"))
+
+    wait_until(progressing, "training progress in the FineTuneJob", 900, real_cluster)
+    listing = real_cluster.kubectl("get", "ftj", "-n", ns, FTJ).stdout
+    assert f"/{STEPS}" in listing, listing
+
+    def finished() -> dict[str, Any] | None:
+        status = status_of(real_cluster, "finetunejobs", ns, FTJ)
+        return status if status.get("phase") in ("Succeeded", "Failed") else None
+
+    status = wait_until(finished, "the FineTuneJob to finish", 1200, real_cluster)
+    assert status["phase"] == "Succeeded", json.dumps(status)[:3000]
+    scores = status["scores"]
+    assert scores["adapter"] is not None and scores["base"] is not None
+    assert status["adapter"]["uri"] == f"pvc://adapters/{FTJ}"
+    pods = (
+        client.CoreV1Api(real_cluster.api_client)
+        .list_namespaced_pod(ns, label_selector=f"loraland.dev/finetunejob={FTJ}")
+        .items
+    )
+    assert pods and all(p.spec.node_name == real_cluster.real_node.name for p in pods)
+    pvc = client.CoreV1Api(real_cluster.api_client).read_namespaced_persistent_volume_claim(
+        "adapters", ns
+    )
+    assert pvc.status.phase == "Bound" and pvc.spec.storage_class_name == "local-path"
+
+
+def generate(cluster: RealCluster, ns: str, pod: str, adapter: str | None) -> str:
+    """POST /generate through the Service (DNS and kube-proxy), from inside a server pod."""
+    parameters: dict[str, Any] = {"max_new_tokens": 12, "do_sample": False}
+    if adapter:
+        parameters["adapter_id"] = adapter
+    body = json.dumps({"inputs": "Review: I loved it, works great.\nSentiment:",
+                       "parameters": parameters})  # fmt: skip
+    script = (
+        "import sys,urllib.request as u;"
+        f"r=u.Request('http://{ADEP}.{ns}.svc.cluster.local/generate',data=sys.argv[1].encode(),"
+        "headers={'content-type':'application/json'});"
+        "print(u.urlopen(r,timeout=120).read().decode())"
+    )
+    out = exec_in(cluster, ns, pod, "python", "-c", script, body)
+    return str(json.loads(out)["generated_text"])
+
+
+def test_adapter_is_loaded_and_answers_through_the_service(
+    real_cluster: RealCluster, release: str
+) -> None:
+    ns = release
+
+    def loaded() -> bool:
+        status = status_of(real_cluster, "adapterdeployments", ns, ADEP)
+        states = {a.get("name"): a.get("state") for a in status.get("adapters") or []}
+        return states.get(FTJ) == "Loaded" and status.get("phase") == "Ready"
+
+    wait_until(loaded, f"adapter {FTJ} Loaded in {ADEP}", 600, real_cluster)
+    pods = (
+        client.CoreV1Api(real_cluster.api_client)
+        .list_namespaced_pod(ns, label_selector=f"loraland.dev/adapterdeployment={ADEP}")
+        .items
+    )
+    pod = pods[0].metadata.name
+    assert pods[0].spec.node_name == real_cluster.real_node.name
+    base = generate(real_cluster, ns, pod, None)
+    tuned = generate(real_cluster, ns, pod, FTJ)
+    assert tuned != base, (base, tuned)
