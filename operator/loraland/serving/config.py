@@ -93,6 +93,12 @@ class ServerConfig(_Model):
         None, ge=2, description="KV-cache token budget of one batch (default: derived)"
     )
     max_batch_prefill_tokens: int = Field(default=4096, ge=1)
+    prefill_chunk_tokens: int = Field(
+        default=256,
+        ge=16,
+        description="prompts longer than this are prefilled in chunks between decode steps, "
+        "so they do not stall the running batch",
+    )
     max_concurrent_requests: int = Field(default=128, ge=1)
     max_queue_length: int = Field(default=256, ge=0)
     max_stop_sequences: int = Field(default=4, ge=0)

@@ -164,6 +164,7 @@ def build_runtime(config: ServerConfig, settings: Settings, metrics: ServingMetr
             max_concurrent_requests=config.max_concurrent_requests,
             max_queue_length=config.max_queue_length,
             prefill=PrefillPolicy(config.waiting_served_ratio, config.max_waiting_steps),
+            prefill_chunk_tokens=config.prefill_chunk_tokens,
         ),
         metrics,
     )
