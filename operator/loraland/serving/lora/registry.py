@@ -83,9 +83,6 @@ class _Entry:
     message: str = "loading"
     in_host: bool = False
     slot: int | None = None
-    #: What it costs in each tier's budget unit (rank rows on the device, bytes on host).
-    device_cost: int = 0
-    host_cost: int = 0
     users: int = 0
     running: int = 0
     removed: bool = False
@@ -136,8 +133,6 @@ class AdapterRegistry:
         device_slots: int,
         host_capacity: int,
         *,
-        device_budget: int | None = None,
-        host_budget: int | None = None,
         on_device_evict: Callable[[str, int], None] = lambda name, slot: None,
         on_host_evict: Callable[[str], None] = lambda name: None,
         events: CacheEvents | None = None,
@@ -146,12 +141,6 @@ class AdapterRegistry:
             raise ValueError("need device_slots >= 1 and host_capacity >= device_slots")
         self.device_slots = device_slots
         self.host_capacity = host_capacity
-        #: Optional budgets besides the counts: the sum of the residents' costs stays
-        #: within them (memory-sized tiers), evicting least-recently-used first.
-        self.device_budget = device_budget
-        self.host_budget = host_budget
-        self._device_used = 0
-        self._host_used = 0
         self._on_device_evict = on_device_evict
         self._on_host_evict = on_host_evict
         self._events = events or CacheEvents()
@@ -162,9 +151,6 @@ class AdapterRegistry:
         # Slot 0 means "no adapter" in the batched op; adapters use 1..device_slots.
         self._free_slots = list(range(device_slots, 0, -1))
         self._generation = 0
-        #: Bumped on every change of an adapter's state or tier, so readers (metrics)
-        #: can rebuild what they derive from the registry only when it moved.
-        self.version = 0
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -181,18 +167,15 @@ class AdapterRegistry:
             self._entries[name] = _Entry(name, uri, origin, self._generation)
             return self._generation
 
-    def mark_loaded(self, name: str, generation: int, cost: int = 0) -> bool:
-        """The host copy (costing ``cost`` of the host budget) is ready. False when the
-        entry changed meanwhile (stale load)."""
+    def mark_loaded(self, name: str, generation: int) -> bool:
+        """The host copy is ready. False when the entry changed meanwhile (stale load)."""
         with self._lock:
             entry = self._current(name, generation)
             if entry is None:
                 return False
-            entry.host_cost = cost
             entry.state = AdapterState.LOADED
             entry.message = "ready"
             self._enter_host(entry)
-            self.version += 1
             return True
 
     def mark_failed(self, name: str, generation: int, message: str) -> bool:
@@ -202,7 +185,6 @@ class AdapterRegistry:
                 return False
             entry.state = AdapterState.FAILED
             entry.message = message
-            self.version += 1
             return True
 
     def remove(self, name: str) -> None:
@@ -213,7 +195,6 @@ class AdapterRegistry:
             if entry is None or entry.removed:
                 raise UnknownAdapter(name)
             entry.removed = True
-            self.version += 1
             if entry.users == 0 and entry.running == 0:
                 self._drop(entry)
 
@@ -235,14 +216,13 @@ class AdapterRegistry:
                 self._events.miss(Tier.HOST)
             return Pin(name, entry.generation, needs_host_load=not entry.in_host)
 
-    def host_reloaded(self, name: str, generation: int, cost: int = 0) -> bool:
+    def host_reloaded(self, name: str, generation: int) -> bool:
         """The disk-tier adapter a pin asked for was read back into host memory."""
         with self._lock:
             entry = self._current(name, generation)
             if entry is None:
                 return False
             if not entry.in_host:
-                entry.host_cost = cost
                 self._enter_host(entry)
             return True
 
@@ -254,11 +234,10 @@ class AdapterRegistry:
             entry.users -= 1
             self._settle(entry)
 
-    def acquire_slot(self, name: str, cost: int = 0) -> tuple[int, bool] | None:
+    def acquire_slot(self, name: str) -> tuple[int, bool] | None:
         """Give a running row of ``name`` a device slot: ``(slot, needs_copy)``.
 
-        ``cost``: what the adapter takes of the device budget. None when every slot (or
-        the budget) is held by running rows; the request then waits a step.
+        None when every slot is held by running rows (the scheduler avoids asking then).
         """
         with self._lock:
             entry = self._entries.get(name)
@@ -269,14 +248,10 @@ class AdapterRegistry:
                 self._device_lru.move_to_end(name)
                 self._events.hit(Tier.DEVICE)
                 return entry.slot, False
-            while not self._free_slots or self._over_device_budget(cost):
-                if not self._evict_device_lru():
-                    return None
+            if not self._free_slots and not self._evict_device_lru():
+                return None
             self._events.miss(Tier.DEVICE)
-            self.version += 1
             entry.slot = self._free_slots.pop()
-            entry.device_cost = cost
-            self._device_used += cost
             entry.running += 1
             self._device_lru[name] = None
             return entry.slot, True
@@ -299,15 +274,6 @@ class AdapterRegistry:
         with self._lock:
             return [e.view() for e in self._entries.values() if not e.removed]
 
-    def wanted(self) -> list[str]:
-        """Adapters that requests hold but that are not on the device yet."""
-        with self._lock:
-            return [
-                e.name
-                for e in self._entries.values()
-                if e.users > e.running and e.slot is None and not e.removed
-            ]
-
     def resident(self, tier: Tier) -> list[str]:
         """Names in ``tier``, least recently used first."""
         with self._lock:
@@ -315,10 +281,6 @@ class AdapterRegistry:
             return list(order)
 
     # -- internals -------------------------------------------------------------------
-
-    def _over_device_budget(self, cost: int) -> bool:
-        budget = self.device_budget
-        return budget is not None and self._device_used + cost > budget
 
     def _current(self, name: str, generation: int) -> _Entry | None:
         entry = self._entries.get(name)
@@ -336,9 +298,7 @@ class AdapterRegistry:
             self._shrink_host()
 
     def _enter_host(self, entry: _Entry) -> None:
-        self.version += 1
         entry.in_host = True
-        self._host_used += entry.host_cost
         self._host_lru[entry.name] = None
         self._host_lru.move_to_end(entry.name)
         self._shrink_host()
@@ -347,20 +307,16 @@ class AdapterRegistry:
         # Requests in flight may hold more than host_capacity adapters for a while;
         # the overflow is released as their users finish.
         for name in list(self._host_lru):
-            if len(self._host_lru) <= self.host_capacity and (
-                self.host_budget is None or self._host_used <= self.host_budget
-            ):
+            if len(self._host_lru) <= self.host_capacity:
                 return
             entry = self._entries[name]
             if entry.users == 0 and entry.running == 0:
                 self._evict_host(entry)
 
     def _evict_host(self, entry: _Entry) -> None:
-        self.version += 1
         if entry.slot is not None:
             self._release_device(entry)
         entry.in_host = False
-        self._host_used -= entry.host_cost
         self._host_lru.pop(entry.name, None)
         self._events.evicted(Tier.HOST)
         self._on_host_evict(entry.name)
@@ -376,22 +332,17 @@ class AdapterRegistry:
     def _release_device(self, entry: _Entry) -> None:
         slot = entry.slot
         assert slot is not None
-        self.version += 1
         entry.slot = None
-        self._device_used -= entry.device_cost
-        entry.device_cost = 0
         self._device_lru.pop(entry.name, None)
         self._free_slots.append(slot)
         self._events.evicted(Tier.DEVICE)
         self._on_device_evict(entry.name, slot)
 
     def _drop(self, entry: _Entry) -> None:
-        self.version += 1
         if entry.slot is not None:
             self._release_device(entry)
         if entry.in_host:
             entry.in_host = False
-            self._host_used -= entry.host_cost
             self._host_lru.pop(entry.name, None)
             self._on_host_evict(entry.name)
         if self._entries.get(entry.name) is entry:
