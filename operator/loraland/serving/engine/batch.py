@@ -38,6 +38,11 @@ class Batch:
         return len(self.states)
 
     @property
+    def kv_tokens(self) -> int:
+        """KV positions the batch holds (rows x cached length, padding included)."""
+        return len(self.states) * int(self.mask.shape[1])
+
+    @property
     def slots(self) -> list[int]:
         return [s.slot for s in self.states]
 

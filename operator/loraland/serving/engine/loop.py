@@ -149,7 +149,7 @@ class Engine:
             )
             self._in_flight += 1
             self._waiting_count += 1
-            self.metrics.queue_depth.set(self._waiting_count)
+            self.metrics.set_queue(self._waiting_count)
             self._inbox.append(state)
             self._cond.notify_all()
 
@@ -198,7 +198,14 @@ class Engine:
             self.steps += 1
             choices = next_tokens(logits, batch.samplers)
             self._emit(batch, choices)
-        self.metrics.running.set(len(self._batch) if self._batch else 0)
+        self.metrics.set_running(len(self._batch) if self._batch else 0, self.kv_usage())
+
+    def kv_usage(self) -> float:
+        """Fraction of the KV-cache token budget the running batch holds."""
+        batch = self._batch
+        if batch is None:
+            return 0.0
+        return min(1.0, batch.kv_tokens / max(1, self.limits.max_batch_total_tokens))
 
     def _admit(self) -> None:
         batch = self._batch
@@ -249,7 +256,7 @@ class Engine:
             return
         with self._cond:
             self._waiting_count -= len(admitted)
-            self.metrics.queue_depth.set(self._waiting_count)
+            self.metrics.set_queue(self._waiting_count)
         now = time.monotonic()
         samplers = []
         for state in admitted:
@@ -344,7 +351,7 @@ class Engine:
             with self._cond:
                 self._waiting_count -= 1
                 self._in_flight -= 1
-                self.metrics.queue_depth.set(self._waiting_count)
+                self.metrics.set_queue(self._waiting_count)
             self._send(state, EngineEvent(finished=state.finish(FinishReason.CANCELLED, now)))
         if self._batch is not None:
             rows = {i for i, s in enumerate(self._batch.states) if s.id in cancels}

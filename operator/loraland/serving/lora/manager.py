@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -34,7 +36,7 @@ from loraland.serving.lora.registry import (
     Tier,
     UnknownAdapter,
 )
-from loraland.serving.telemetry import ServingMetrics
+from loraland.serving.telemetry import AdapterRow, LoraInfo, ServingMetrics
 from loraland.settings import Settings
 from loraland.storage import StorageError, resolve
 
@@ -71,8 +73,17 @@ class AdapterManager:
         # Kept while the adapter is registered, whatever its tier (the admin API shows it).
         self._cards: dict[str, AdapterCard] = {}
         self._loads: dict[str, Future[AdapterView]] = {}
+        #: Rank of each adapter that loaded once (kept while it is registered).
+        self._ranks: dict[str, int] = {}
+        #: Requests waiting in :meth:`pin` for an adapter's load, by adapter.
+        self._awaiting: Counter[str] = Counter()
+        self._tier_version = -1
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="adapter-load")
+        source = metrics.adapter_source
+        source.version = lambda: self.registry.version
+        source.rows = self.metric_rows
+        source.lora_info = self.lora_info
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -102,11 +113,36 @@ class AdapterManager:
             return self._cards.get(name)
 
     def refresh_metrics(self) -> None:
+        """Per-tier counts; recounted only when the registry changed since last time."""
+        version = self.registry.version
+        if version == self._tier_version:
+            return
         counts: dict[Tier, int] = {}
         for view in self.registry.views():
             if view.tier is not None:
                 counts[view.tier] = counts.get(view.tier, 0) + 1
         self.metrics.set_tiers(counts)
+        self._tier_version = version
+
+    def metric_rows(self) -> list[AdapterRow]:
+        rows = []
+        for view in self.registry.views():
+            if view.tier is not None:
+                rows.append(AdapterRow(view.name, view.tier.value, self._ranks.get(view.name, 0)))
+        return rows
+
+    def lora_info(self) -> LoraInfo:
+        """Adapters ready on the device, and those requests wait for (see telemetry)."""
+        running = self.registry.resident(Tier.DEVICE)
+        on_device = set(running)
+        with self._lock:
+            waiting = {name for name, n in self._awaiting.items() if n > 0}
+        waiting.update(self.registry.wanted())
+        return LoraInfo(
+            max_lora=self.slots,
+            running=tuple(sorted(running)),
+            waiting=tuple(sorted(waiting - on_device)),
+        )
 
     # -- requests -----------------------------------------------------------------------
 
@@ -135,7 +171,17 @@ class AdapterManager:
         with self._lock:
             pending = self._loads.get(name)
         if pending is not None and not pending.done():
-            await asyncio.wrap_future(pending)
+            # Only this request waits for the load (on the event loop); the engine keeps
+            # stepping the running batch meanwhile.
+            with self._lock:
+                self._awaiting[name] += 1
+            try:
+                await asyncio.wrap_future(pending)
+            finally:
+                with self._lock:
+                    self._awaiting[name] -= 1
+                    if self._awaiting[name] <= 0:
+                        del self._awaiting[name]
         try:
             pin = self.registry.pin(name)
         except UnknownAdapter:
@@ -162,7 +208,11 @@ class AdapterManager:
             return None
         slot, needs_copy = got
         if needs_copy:
+            begin = time.perf_counter()
             self.bank.write(slot, self._host[adapter])
+            self.metrics.adapter_load_time.labels(tier="device").observe(
+                time.perf_counter() - begin
+            )
         return slot
 
     def release(self, adapter: str) -> None:
@@ -173,7 +223,9 @@ class AdapterManager:
     def _load(self, name: str, uri: str, generation: int) -> AdapterView:
         try:
             path = resolve(uri, self.settings)
+            begin = time.perf_counter()
             adapter = load_adapter(name, path, self.base, self.max_rank)
+            self.metrics.adapter_load_time.labels(tier="host").observe(time.perf_counter() - begin)
             card = read_card(path)
         except (StorageError, AdapterLoadError) as exc:
             self._failed(name, generation, str(exc))
@@ -185,6 +237,7 @@ class AdapterManager:
                 self._host[name] = adapter
                 self._paths[name] = path
                 self._cards[name] = card
+                self._ranks[name] = adapter.max_rank
             if not self.registry.mark_loaded(name, generation):
                 self._forget(name, adapter)
             else:
@@ -204,7 +257,9 @@ class AdapterManager:
         if path is None:
             raise GenerationFailed(f"adapter '{name}' has no files to reload")
         try:
+            begin = time.perf_counter()
             adapter = load_adapter(name, path, self.base, self.max_rank)
+            self.metrics.adapter_load_time.labels(tier="host").observe(time.perf_counter() - begin)
         except AdapterLoadError as exc:
             raise GenerationFailed(f"adapter '{name}' cannot be reloaded: {exc}") from None
         with self._lock:
@@ -225,3 +280,4 @@ class AdapterManager:
                 self._paths.pop(name, None)
                 self._cards.pop(name, None)
                 self._loads.pop(name, None)
+                self._ranks.pop(name, None)

@@ -151,6 +151,9 @@ class AdapterRegistry:
         # Slot 0 means "no adapter" in the batched op; adapters use 1..device_slots.
         self._free_slots = list(range(device_slots, 0, -1))
         self._generation = 0
+        #: Bumped on every change of an adapter's state or tier, so readers (metrics)
+        #: can rebuild what they derive from the registry only when it moved.
+        self.version = 0
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -176,6 +179,7 @@ class AdapterRegistry:
             entry.state = AdapterState.LOADED
             entry.message = "ready"
             self._enter_host(entry)
+            self.version += 1
             return True
 
     def mark_failed(self, name: str, generation: int, message: str) -> bool:
@@ -185,6 +189,7 @@ class AdapterRegistry:
                 return False
             entry.state = AdapterState.FAILED
             entry.message = message
+            self.version += 1
             return True
 
     def remove(self, name: str) -> None:
@@ -195,6 +200,7 @@ class AdapterRegistry:
             if entry is None or entry.removed:
                 raise UnknownAdapter(name)
             entry.removed = True
+            self.version += 1
             if entry.users == 0 and entry.running == 0:
                 self._drop(entry)
 
@@ -251,6 +257,7 @@ class AdapterRegistry:
             if not self._free_slots and not self._evict_device_lru():
                 return None
             self._events.miss(Tier.DEVICE)
+            self.version += 1
             entry.slot = self._free_slots.pop()
             entry.running += 1
             self._device_lru[name] = None
@@ -273,6 +280,15 @@ class AdapterRegistry:
     def views(self) -> list[AdapterView]:
         with self._lock:
             return [e.view() for e in self._entries.values() if not e.removed]
+
+    def wanted(self) -> list[str]:
+        """Adapters that requests hold but that are not on the device yet."""
+        with self._lock:
+            return [
+                e.name
+                for e in self._entries.values()
+                if e.users > e.running and e.slot is None and not e.removed
+            ]
 
     def resident(self, tier: Tier) -> list[str]:
         """Names in ``tier``, least recently used first."""
@@ -298,6 +314,7 @@ class AdapterRegistry:
             self._shrink_host()
 
     def _enter_host(self, entry: _Entry) -> None:
+        self.version += 1
         entry.in_host = True
         self._host_lru[entry.name] = None
         self._host_lru.move_to_end(entry.name)
@@ -314,6 +331,7 @@ class AdapterRegistry:
                 self._evict_host(entry)
 
     def _evict_host(self, entry: _Entry) -> None:
+        self.version += 1
         if entry.slot is not None:
             self._release_device(entry)
         entry.in_host = False
@@ -332,6 +350,7 @@ class AdapterRegistry:
     def _release_device(self, entry: _Entry) -> None:
         slot = entry.slot
         assert slot is not None
+        self.version += 1
         entry.slot = None
         self._device_lru.pop(entry.name, None)
         self._free_slots.append(slot)
@@ -339,6 +358,7 @@ class AdapterRegistry:
         self._on_device_evict(entry.name, slot)
 
     def _drop(self, entry: _Entry) -> None:
+        self.version += 1
         if entry.slot is not None:
             self._release_device(entry)
         if entry.in_host:
