@@ -25,6 +25,8 @@ from cryptography import x509
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from loraland import __version__
+from loraland.controller.admission import kinds
+from loraland.controller.config import OperatorConfig
 from loraland.controller.rbac import operator_rules
 from optools import (
     REPO,
@@ -422,7 +424,8 @@ def test_the_charts_webhook_refuses_invalid_resources_and_fails_closed(
                 "get", "validatingwebhookconfiguration", configuration, "-o", "json"
             ).stdout
             hooks = json.loads(out).get("webhooks") or []
-            return len(hooks) == 2 and all(h["clientConfig"].get("caBundle") for h in hooks)
+            one_per_kind = len(hooks) == len(kinds(OperatorConfig()))
+            return one_per_kind and all(h["clientConfig"].get("caBundle") for h in hooks)
 
         try:
             until(

@@ -24,6 +24,8 @@ from cluster import KubeCluster
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from invalid_cases import CASES, STUDY_CASES, Case, named, plural
+from loraland.controller.admission import kinds
+from loraland.controller.config import OperatorConfig
 from optools import (
     Objects,
     OperatorProcess,
@@ -33,6 +35,9 @@ from optools import (
 )
 
 pytestmark = pytest.mark.integration
+
+#: One webhook per kind the operator validates.
+WEBHOOKS = len(kinds(OperatorConfig()))
 
 FIELD = re.compile(r"(spec|metadata)(\.[A-Za-z]+|\[\d+\])+")
 
@@ -80,7 +85,7 @@ def webhook_operator(
     try:
         until(
             lambda: (
-                len(webhooks(kube_cluster, configuration)) == 2
+                len(webhooks(kube_cluster, configuration)) == WEBHOOKS
                 and all(
                     w["clientConfig"].get("caBundle") for w in webhooks(kube_cluster, configuration)
                 )
