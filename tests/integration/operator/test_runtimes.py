@@ -60,6 +60,7 @@ def test_vllm_and_lorax_pods_pass_the_pinned_cli_and_carry_the_agent(
         adep_manifest(
             "vl",
             runtime="vllm",
+            resources={"gpus": 1},  # vLLM and LoRAX serve on GPUs only (admission refuses 0)
             baseModel={"uri": "hf://HuggingFaceTB/SmolLM2-135M-Instruct@main"},
             adapters=[
                 {"name": "s3a", "uri": "s3://loraland-test/adapters/a"},
@@ -73,6 +74,7 @@ def test_vllm_and_lorax_pods_pass_the_pinned_cli_and_carry_the_agent(
         adep_manifest(
             "lx",
             runtime="lorax",
+            resources={"gpus": 1},
             baseModel={"uri": "hf://mistralai/Mistral-7B-v0.1"},
             adapters=[{"name": "s3a", "uri": "s3://loraland-test/adapters/a"}],
             serving={"maxInputTokens": 2048, "maxTotalTokens": 4096, "maxLoadedAdapters": 8},
@@ -116,6 +118,7 @@ def test_deploy_to_and_from_finetunejob_reach_vllm_or_say_why_not(
         adep_manifest(
             "vllm16",
             runtime="vllm",
+            resources={"gpus": 1},  # vLLM and LoRAX serve on GPUs only (admission refuses 0)
             baseModel={"uri": "hf://HuggingFaceTB/SmolLM2-135M-Instruct"},
             serving={"maxLoraRank": 16},
         ),
@@ -125,6 +128,7 @@ def test_deploy_to_and_from_finetunejob_reach_vllm_or_say_why_not(
         adep_manifest(
             "follower",
             runtime="vllm",
+            resources={"gpus": 1},  # vLLM and LoRAX serve on GPUs only (admission refuses 0)
             baseModel={"uri": "hf://HuggingFaceTB/SmolLM2-135M-Instruct"},
             adapters=[{"name": "small", "fromFineTuneJob": "small"}],
         ),
