@@ -85,7 +85,8 @@ def test_gpu_deployment_pod_is_scheduled_on_a_gpu_node_and_runs(
                 template=client.V1PodTemplateSpec(
                     metadata=client.V1ObjectMeta(labels=labels),
                     spec=client.V1PodSpec(
-                        containers=[container({GPU_RESOURCE: "2"})],
+                        # One GPU: earlier tests in the session may still hold most of them.
+                        containers=[container({GPU_RESOURCE: "1"})],
                         tolerations=[client.V1Toleration(**GPU_TOLERATION)],
                     ),
                 ),
