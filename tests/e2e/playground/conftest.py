@@ -95,7 +95,10 @@ def playground_server(
     process.stop()
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an asyncio loop running on the main
+# thread while it is open, and every later test that calls asyncio.run() (or uses
+# pytest-asyncio) would fail with "cannot be called from a running event loop".
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
     """A headless Debian Chromium driven by Playwright (no browser download)."""
     if not CHROMIUM.is_file():
