@@ -13,12 +13,14 @@ import json
 import os
 import secrets
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
+from loraland.loadtest.sweep import summary_from_log
 from realnode import REAL_NODE_SELECTOR, REAL_NODE_TOLERATION
 from realtools import RealCluster, apply, exec_in
 
@@ -254,3 +256,49 @@ def test_adapter_is_loaded_and_answers_through_the_service(
     base = generate(real_cluster, ns, pod, None)
     tuned = generate(real_cluster, ns, pod, FTJ)
     assert tuned != base, (base, tuned)
+
+
+def test_in_cluster_locust_reports_what_users_feel(
+    real_cluster: RealCluster, release: str, images: dict[str, str]
+) -> None:
+    """`loraland loadtest k8s --headless | kubectl apply -f -` as a user runs it: a Locust
+    master and worker in pods (the server image) drive the AdapterDeployment's Service with
+    the trained adapter, and the master's log carries the report."""
+    ns = release
+    taint = REAL_NODE_TOLERATION["key"] + ":" + REAL_NODE_TOLERATION["effect"]  # Exists
+    rendered = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("loraland")), "loadtest", "k8s",
+            "--name", "lt", "--namespace", ns, "--host", f"http://{ADEP}.{ns}.svc",
+            "--image", images["server"], "--headless", "--run-time", "40s",
+            "--users", "2", "--workers", "1", "--worker-cpu", "250m",
+            "--adapters", FTJ, "--prompt-words", "20-30", "--max-new-tokens", "8",
+            "--seed", "7",
+            *(f"--node-selector={k}={v}" for k, v in REAL_NODE_SELECTOR.items()),
+            f"--toleration={taint}",
+        ],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    real_cluster.kubectl("apply", "-f", "-", input=rendered)
+    done = real_cluster.kubectl(
+        "wait", "-n", ns, "job/lt-master", "--for=condition=complete", "--timeout=600s",
+        check=False, timeout=660,
+    )  # fmt: skip
+    log = real_cluster.kubectl("logs", "-n", ns, "job/lt-master", check=False).stdout
+    assert done.returncode == 0, f"{done.stderr}\n{log[-3000:]}"
+    report = summary_from_log(log)
+    (level,) = report.levels
+    assert level.users == 2 and level.completed > 0 and level.failed == 0, level
+    for measured in (
+        level.time_to_first_token_ms,
+        level.total_request_time_ms,
+        level.token_streaming_time_ms,
+        level.tokens_per_s_per_user,
+    ):
+        assert measured is not None and measured.mean > 0, level
+    assert level.aggregate_tokens_per_s > 0
+    # Locust told its worker to quit at the end: the worker Job completes too.
+    real_cluster.kubectl(
+        "wait", "-n", ns, "job/lt-worker", "--for=condition=complete", "--timeout=120s",
+        timeout=180,
+    )  # fmt: skip

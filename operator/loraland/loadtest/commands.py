@@ -103,6 +103,10 @@ def sweep(
     no_check: Annotated[
         bool, typer.Option("--no-check", help="Skip the reachability check of --host.")
     ] = False,
+    print_summary: Annotated[
+        bool,
+        typer.Option("--print-summary", help="Print summary.json at the end (for logs)."),
+    ] = False,
     api: ApiOpt = "tgi",
     adapters: AdaptersOpt = "",
     adapter_dist: DistOpt = "uniform",
@@ -119,6 +123,7 @@ def sweep(
     """Run Locust headless at each user count; write CSVs, summary.md and plots."""
     from loraland.loadtest.sweep import (
         BUNDLED_LOCUSTFILE,
+        SUMMARY_MARKER,
         SweepConfig,
         check_reachable,
         parse_duration,
@@ -152,8 +157,11 @@ def sweep(
     )
     if not no_check:
         check_reachable(host, options.api)
-    run_sweep(config, echo=typer.echo)
+    report = run_sweep(config, echo=typer.echo)
     typer.echo(f"summary: {out / 'summary.md'}")
+    if print_summary:
+        typer.echo(SUMMARY_MARKER)
+        typer.echo(report.model_dump_json(indent=2))
 
 
 @loadtest_app.command("report")
@@ -226,6 +234,25 @@ def k8s(
     image: Annotated[
         str | None, typer.Option("--image", help="An image with loraland installed.")
     ] = None,
+    worker_cpu: Annotated[str, typer.Option("--worker-cpu", help="CPU per worker pod.")] = "1",
+    worker_memory: Annotated[
+        str, typer.Option("--worker-memory", help="Memory per worker pod.")
+    ] = "1Gi",
+    headless: Annotated[
+        bool,
+        typer.Option(
+            "--headless",
+            help="Master and workers as Jobs; the report is printed in the master's log.",
+        ),
+    ] = False,
+    node_selector: Annotated[
+        list[str] | None,
+        typer.Option("--node-selector", help="KEY=VALUE for every pod (repeatable)."),
+    ] = None,
+    toleration: Annotated[
+        list[str] | None,
+        typer.Option("--toleration", help="KEY[=VALUE][:EFFECT] for every pod (repeatable)."),
+    ] = None,
     api: ApiOpt = "tgi",
     adapters: AdaptersOpt = "",
     adapter_dist: DistOpt = "uniform",
@@ -242,7 +269,13 @@ def k8s(
     from pydantic import ValidationError
 
     from loraland.loadtest.errors import LoadTestError
-    from loraland.loadtest.k8s import DEFAULT_IMAGE, LocustCluster, build_manifests, to_yaml
+    from loraland.loadtest.k8s import (
+        DEFAULT_IMAGE,
+        LocustCluster,
+        Toleration,
+        build_manifests,
+        to_yaml,
+    )
 
     options = _options(
         api,
@@ -269,9 +302,29 @@ def k8s(
             run_time=run_time,
             image=image or DEFAULT_IMAGE,
             options=options,
+            worker_cpu=worker_cpu,
+            worker_memory=worker_memory,
+            headless=headless,
+            node_selector=_key_values(node_selector or [], "--node-selector"),
+            tolerations=tuple(Toleration.parse(t) for t in toleration or []),
         )
     except ValidationError as exc:
         error = exc.errors()[0]
         field = ".".join(str(p) for p in error["loc"])
-        raise LoadTestError(f"--{field.replace('_', '-')}: {error['msg']}") from None
+        message = error["msg"].removeprefix("Value error, ")
+        if not field:  # a check across fields names its field first
+            field, _, message = message.partition(": ")
+        raise LoadTestError(f"--{field.replace('_', '-')}: {message}") from None
     typer.echo(to_yaml(build_manifests(spec)), nl=False)
+
+
+def _key_values(pairs: list[str], flag: str) -> dict[str, str]:
+    from loraland.loadtest.errors import LoadTestError
+
+    result = {}
+    for pair in pairs:
+        key, found, value = pair.partition("=")
+        if not found or not key:
+            raise LoadTestError(f"{flag}: expected KEY=VALUE, got {pair!r}")
+        result[key] = value
+    return result

@@ -7,21 +7,32 @@ locustfile imports :mod:`loraland.loadtest`): the CPU server image does, and Loc
 no GPU. The suite's flags travel as ``LORALAND_LOADTEST_*`` environment variables;
 Locust also sends the master's values to the workers when a test starts.
 
-The master starts the test by itself (``--autostart``) with the given users and spawn
-rate, and keeps its web UI up afterwards, so a Deployment (which restarts what exits) is
-the right owner; open the UI with ``kubectl port-forward svc/<name>-master 8089``.
+Two shapes:
+
+- interactive (default): the master starts the test by itself (``--autostart``) with the
+  given users and spawn rate, and keeps its web UI up afterwards, so Deployments (which
+  restart what exits) own master and workers; open the UI with
+  ``kubectl port-forward svc/<name>-master 8089``.
+- headless (``--headless``, needs a run time): master and workers are Jobs. The master runs
+  one ``loraland loadtest sweep`` level as Locust's master and, when it ends, prints the
+  level's report (TTFT, total request time, token streaming time, tokens/s) as JSON after
+  :data:`SUMMARY_MARKER` in its log, so ``kubectl logs job/<name>-master`` brings the
+  report back. Locust tells its workers to quit at the end, so their Job completes too.
+
+Placement (``nodeSelector``, ``tolerations``) applies to every pod, for clusters whose
+load machines are labelled or tainted.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from loraland import __version__
 from loraland.loadtest.options import LoadOptions
-from loraland.loadtest.sweep import BUNDLED_LOCUSTFILE
+from loraland.loadtest.sweep import BUNDLED_LOCUSTFILE, SUMMARY_MARKER
 
 Manifest = dict[str, Any]
 
@@ -32,6 +43,40 @@ LOCUSTFILE_KEY = "locustfile.py"
 DEFAULT_IMAGE = f"ghcr.io/loraland/server:{__version__}-cpu"
 
 _DNS_LABEL = r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$"
+#: Where the headless master's sweep writes its CSVs and summary (an emptyDir).
+REPORT_DIR = "/tmp/loadtest"
+#: How long a headless master waits for its workers to connect before giving up.
+EXPECT_WORKERS_WAIT_S = 300
+
+__all__ = ["SUMMARY_MARKER", "LocustCluster", "Toleration", "build_manifests", "to_yaml"]
+
+
+class Toleration(BaseModel):
+    """A pod toleration, as Kubernetes spells it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key: str = Field(min_length=1)
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Toleration:
+        """``KEY[=VALUE][:EFFECT]`` (kubectl taint's spelling); no value means Exists."""
+        head, _, effect = text.partition(":")
+        key, has_value, value = head.partition("=")
+        return cls.model_validate(
+            {
+                "key": key,
+                "operator": "Equal" if has_value else "Exists",
+                "value": value if has_value else None,
+                "effect": effect or None,
+            }
+        )
+
+    def manifest(self) -> dict[str, str]:
+        return self.model_dump(exclude_none=True)
 
 
 class LocustCluster(BaseModel):
@@ -50,6 +95,15 @@ class LocustCluster(BaseModel):
     options: LoadOptions = Field(default_factory=LoadOptions)
     worker_cpu: str = "1"
     worker_memory: str = "1Gi"
+    headless: bool = False
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: tuple[Toleration, ...] = ()
+
+    @model_validator(mode="after")
+    def _headless_runs_for_a_while(self) -> LocustCluster:
+        if self.headless and not self.run_time:
+            raise ValueError("run_time: a headless run needs one (e.g. 60s), or it never ends")
+        return self
 
 
 def _labels(spec: LocustCluster, component: str) -> dict[str, str]:
@@ -104,12 +158,14 @@ def build_master_service(spec: LocustCluster) -> Manifest:
     }
 
 
-def _container(spec: LocustCluster, args: list[str], ports: list[int]) -> dict[str, Any]:
+def _container(
+    spec: LocustCluster, args: list[str], ports: list[int], command: str = "locust"
+) -> dict[str, Any]:
     env = {"LOCUST_LOCUSTFILE": f"{LOCUSTFILE_DIR}/{LOCUSTFILE_KEY}", **spec.options.to_env()}
     container: dict[str, Any] = {
         "name": "locust",
         "image": spec.image,
-        "command": ["locust"],
+        "command": [command],
         "args": args,
         "env": [{"name": key, "value": value} for key, value in sorted(env.items())],
         "volumeMounts": [{"name": "locustfile", "mountPath": LOCUSTFILE_DIR, "readOnly": True}],
@@ -124,6 +180,29 @@ def _container(spec: LocustCluster, args: list[str], ports: list[int]) -> dict[s
     return container
 
 
+def _pod_template(
+    spec: LocustCluster, component: str, container: dict[str, Any], **pod: Any
+) -> dict[str, Any]:
+    volumes: list[dict[str, Any]] = [
+        {"name": "locustfile", "configMap": {"name": configmap_name(spec)}}
+    ]
+    if any(m["name"] == "report" for m in container.get("volumeMounts", [])):
+        volumes.append({"name": "report", "emptyDir": {}})
+    pod_spec: dict[str, Any] = {
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        **pod,
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if spec.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.node_selector)
+    if spec.tolerations:
+        pod_spec["tolerations"] = [t.manifest() for t in spec.tolerations]
+    return {"metadata": {"labels": _labels(spec, component)}, "spec": pod_spec}
+
+
 def _deployment(
     spec: LocustCluster, name: str, component: str, replicas: int, container: dict[str, Any]
 ) -> Manifest:
@@ -134,24 +213,79 @@ def _deployment(
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": _labels(spec, component)},
-            "template": {
-                "metadata": {"labels": _labels(spec, component)},
-                "spec": {
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
-                    "enableServiceLinks": False,
-                    "automountServiceAccountToken": False,
-                    "containers": [container],
-                    "volumes": [
-                        {"name": "locustfile", "configMap": {"name": configmap_name(spec)}}
-                    ],
-                },
-            },
+            "template": _pod_template(spec, component, container),
         },
     }
 
 
+def _job(
+    spec: LocustCluster,
+    name: str,
+    component: str,
+    container: dict[str, Any],
+    *,
+    pods: int,
+    restart_policy: str,
+    backoff_limit: int,
+) -> Manifest:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _metadata(spec, name, component),
+        "spec": {
+            "parallelism": pods,
+            "completions": pods,
+            "backoffLimit": backoff_limit,
+            "template": _pod_template(spec, component, container, restartPolicy=restart_policy),
+        },
+    }
+
+
+def _spawn_rate(spec: LocustCluster) -> float:
+    return spec.spawn_rate if spec.spawn_rate is not None else spec.users
+
+
+def build_headless_master(spec: LocustCluster) -> Manifest:
+    """A Job: one sweep level run as Locust's master, its report printed to the log."""
+    args = [
+        "loadtest",
+        "sweep",
+        "--host",
+        spec.host,
+        "--users",
+        str(spec.users),
+        "--spawn-rate",
+        f"{_spawn_rate(spec):g}",
+        "--duration",
+        str(spec.run_time),
+        "--out",
+        REPORT_DIR,
+        "--locustfile",
+        f"{LOCUSTFILE_DIR}/{LOCUSTFILE_KEY}",
+        "--locust-arg=--master",
+        f"--locust-arg=--expect-workers={spec.workers}",
+        f"--locust-arg=--expect-workers-max-wait={EXPECT_WORKERS_WAIT_S}",
+        "--print-summary",
+        *spec.options.to_args(),
+    ]
+    container = _container(spec, args, [MASTER_PORT], command="loraland")
+    container["volumeMounts"].append({"name": "report", "mountPath": REPORT_DIR})
+    container["resources"] = {"requests": {"cpu": "500m", "memory": "512Mi"}}
+    # The master is the run: a retry would start a second, different measurement.
+    return _job(
+        spec,
+        master_name(spec),
+        "master",
+        container,
+        pods=1,
+        restart_policy="Never",
+        backoff_limit=0,
+    )
+
+
 def build_master(spec: LocustCluster) -> Manifest:
-    spawn_rate = spec.spawn_rate if spec.spawn_rate is not None else spec.users
+    if spec.headless:
+        return build_headless_master(spec)
     args = [
         "--master",
         "--host",
@@ -160,7 +294,7 @@ def build_master(spec: LocustCluster) -> Manifest:
         "--users",
         str(spec.users),
         "--spawn-rate",
-        f"{spawn_rate:g}",
+        f"{_spawn_rate(spec):g}",
     ]
     if spec.run_time:
         args += ["--run-time", spec.run_time]
@@ -178,11 +312,22 @@ def build_workers(spec: LocustCluster) -> Manifest:
     container = _container(spec, args, [])
     resources = {"cpu": spec.worker_cpu, "memory": spec.worker_memory}
     container["resources"] = {"requests": resources, "limits": {"memory": spec.worker_memory}}
+    if spec.headless:
+        # A worker that came up before its master retries; one told to quit exits 0.
+        return _job(
+            spec,
+            worker_name(spec),
+            "worker",
+            container,
+            pods=spec.workers,
+            restart_policy="OnFailure",
+            backoff_limit=6,
+        )
     return _deployment(spec, worker_name(spec), "worker", spec.workers, container)
 
 
 def build_manifests(spec: LocustCluster, locustfile: str | None = None) -> list[Manifest]:
-    """ConfigMap, master Service, master Deployment, worker Deployment (apply order)."""
+    """ConfigMap, master Service, master, workers (apply order)."""
     text = locustfile if locustfile is not None else BUNDLED_LOCUSTFILE.read_text()
     return [
         build_configmap(spec, text),

@@ -43,6 +43,9 @@ CSV_STEM = "locust"
 LEVEL_DIR = re.compile(r"^users-(\d+)$")
 #: Grace for a level's process beyond its run time: start-up, stopping, writing files.
 LEVEL_GRACE_S = 120.0
+#: ``sweep --print-summary`` prints summary.json after this line, so a log (an in-cluster
+#: run's ``kubectl logs``) carries the report.
+SUMMARY_MARKER = "--- loraland loadtest summary.json ---"
 
 _SPAN = re.compile(r"(\d+)\s*([hms]?)")
 
@@ -235,6 +238,14 @@ def write_report(
     plots = [p.relative_to(out).as_posix() for p in plot_sweep(report, out / "plots")]
     (out / SUMMARY_MD).write_text(render_markdown(report, plots))
     return report
+
+
+def summary_from_log(log: str) -> SweepReport:
+    """The report a ``sweep --print-summary`` log carries after :data:`SUMMARY_MARKER`."""
+    _, found, tail = log.rpartition(SUMMARY_MARKER)
+    if not found:
+        raise LoadTestError(f"the log holds no {SUMMARY_MARKER!r} line: the run did not finish")
+    return SweepReport.model_validate_json(tail.strip())
 
 
 def run_sweep(

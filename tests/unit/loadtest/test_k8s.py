@@ -119,3 +119,91 @@ def test_checked_in_example_matches_the_command(tmp_path: Path) -> None:
     example = (REPO / "loadtests" / "k8s" / "locust.yaml").read_text()
     body = "".join(line for line in example.splitlines(keepends=True) if not line.startswith("#"))
     assert body == result.output
+
+
+def test_headless_runs_master_and_workers_as_jobs_placed_where_asked() -> None:
+    from loraland.loadtest.k8s import Toleration
+
+    spec = _spec(
+        headless=True,
+        run_time="45s",
+        node_selector={"pool": "load"},
+        tolerations=(Toleration.parse("dedicated=load:NoSchedule"),),
+    )
+    objects = _by_kind(build_manifests(spec))
+    assert list(objects) == [
+        ("ConfigMap", "loadtest-locustfile"),
+        ("Service", "loadtest-master"),
+        ("Job", "loadtest-master"),
+        ("Job", "loadtest-worker"),
+    ]
+    master = objects["Job", "loadtest-master"]["spec"]
+    workers = objects["Job", "loadtest-worker"]["spec"]
+    # One measurement: never retried. Workers run alongside, as many as asked.
+    assert master["backoffLimit"] == 0 and master["template"]["spec"]["restartPolicy"] == "Never"
+    assert workers["parallelism"] == workers["completions"] == 3
+    assert workers["template"]["spec"]["restartPolicy"] == "OnFailure"
+    service = objects["Service", "loadtest-master"]["spec"]
+    assert service["selector"] == master["template"]["metadata"]["labels"]
+    for job in (master, workers):
+        pod = job["template"]["spec"]
+        assert pod["nodeSelector"] == {"pool": "load"}
+        assert pod["tolerations"] == [
+            {"key": "dedicated", "operator": "Equal", "value": "load", "effect": "NoSchedule"}
+        ]
+    container = master["template"]["spec"]["containers"][0]
+    assert container["command"] == ["loraland"]
+    args = container["args"]
+    assert args[:2] == ["loadtest", "sweep"] and "--print-summary" in args
+    assert "--locust-arg=--master" in args and "--locust-arg=--expect-workers=3" in args
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"] for v in master["template"]["spec"]["volumes"]}
+    assert set(mounts) == volumes == {"locustfile", "report"}
+
+
+def test_the_headless_master_command_parses_with_the_real_sweep_cli() -> None:
+    """Every flag the Job passes is one `loraland loadtest sweep` accepts: the run gets as far
+    as checking that its host answers (nothing listens on port 9 here)."""
+    from loraland.cli import app
+    from typer.testing import CliRunner
+
+    spec = _spec(host="http://127.0.0.1:9", headless=True, run_time="30s")
+    master = _by_kind(build_manifests(spec))["Job", "loadtest-master"]
+    args = master["spec"]["template"]["spec"]["containers"][0]["args"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code != 0
+    assert "--host: cannot reach http://127.0.0.1:9" in str(result.exception or result.output)
+
+
+def test_headless_needs_a_run_time_and_the_cli_names_the_flag() -> None:
+    from loraland.cli import app
+    from typer.testing import CliRunner
+
+    with pytest.raises(ValidationError, match="run_time"):
+        _spec(headless=True)
+    result = CliRunner().invoke(app, ["loadtest", "k8s", "--host", "http://x", "--headless"])
+    assert result.exit_code != 0
+    assert "--run-time: a headless run needs one" in str(result.exception or result.output)
+
+
+@pytest.mark.parametrize(
+    ("text", "manifest"),
+    [
+        ("gpu", {"key": "gpu", "operator": "Exists"}),
+        ("gpu:NoSchedule", {"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}),
+        ("a=b", {"key": "a", "operator": "Equal", "value": "b"}),
+        ("a=b:NoExecute", {"key": "a", "operator": "Equal", "value": "b", "effect": "NoExecute"}),
+    ],
+)
+def test_toleration_flags_spell_like_kubectl_taint(text: str, manifest: dict[str, str]) -> None:
+    from loraland.loadtest.k8s import Toleration
+
+    assert Toleration.parse(text).manifest() == manifest
+
+
+@pytest.mark.parametrize("text", ["", ":NoSchedule", "a=b:Sometimes"])
+def test_bad_tolerations_are_refused(text: str) -> None:
+    from loraland.loadtest.k8s import Toleration
+
+    with pytest.raises(ValidationError):
+        Toleration.parse(text)

@@ -149,3 +149,17 @@ def test_a_level_that_writes_nothing_stops_the_sweep(tmp_path: Path) -> None:
 def test_missing_locustfile(tmp_path: Path) -> None:
     with pytest.raises(LoadTestError, match="--locustfile"):
         run_sweep(_config(tmp_path, locustfile=tmp_path / "nope.py"), runner=lambda *a: 0)
+
+
+def test_the_summary_comes_back_from_a_log(tmp_path: Path) -> None:
+    from loraland.loadtest.errors import LoadTestError
+    from loraland.loadtest.report import SweepReport
+    from loraland.loadtest.sweep import SUMMARY_MARKER, summary_from_log
+
+    report = SweepReport(
+        host="http://h", api="tgi", duration_s=30, options={}, created_at="now", levels=[]
+    )
+    log = f"4 users for 30 s ...\n{SUMMARY_MARKER}\n{report.model_dump_json(indent=2)}\n"
+    assert summary_from_log(log) == report
+    with pytest.raises(LoadTestError, match="did not finish"):
+        summary_from_log("4 users for 30 s ...\nTraceback ...")
