@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -31,6 +32,7 @@ GROUP, VERSION = "loraland.dev", "v1alpha1"
 FTJ = "sentiment"
 ADEP = "smollm2"
 STEPS = 12
+CHECKPOINT_EVERY = 2
 
 pytestmark = pytest.mark.timeout(1500)
 
@@ -177,7 +179,7 @@ def test_finetunejob_trains_in_a_pod_and_publishes_to_a_provisioned_pvc(
                 "batchSize": 4,
                 "learningRate": 0.002,
                 "maxSeqLength": 64,
-                "checkpointEverySteps": 2,
+                "checkpointEverySteps": CHECKPOINT_EVERY,
                 "seed": 1,
             },
             "evaluation": {"maxSamples": 16, "compareBase": True},
@@ -196,6 +198,7 @@ def test_finetunejob_trains_in_a_pod_and_publishes_to_a_provisioned_pvc(
     wait_until(progressing, "training progress in the FineTuneJob", 900, real_cluster)
     listing = real_cluster.kubectl("get", "ftj", "-n", ns, FTJ).stdout
     assert f"/{STEPS}" in listing, listing
+    first_pod, job_uid = interrupt_training(real_cluster, ns)
 
     def finished() -> dict[str, Any] | None:
         status = status_of(real_cluster, "finetunejobs", ns, FTJ)
@@ -217,9 +220,57 @@ def test_finetunejob_trains_in_a_pod_and_publishes_to_a_provisioned_pvc(
     )
     assert pvc.status.phase == "Bound" and pvc.spec.storage_class_name == "local-path"
 
+    # The Job's retry resumed from the checkpoint the first pod left on the PVC.
+    retries = [p for p in pods if p.metadata.name != first_pod]
+    assert retries, [p.metadata.name for p in pods]
+    log = real_cluster.kubectl(
+        "logs", "-n", ns, retries[-1].metadata.name, "-c", "trainer", check=False
+    ).stdout
+    resumed = re.search(r"resuming from \S+ \(step (\d+) of (\d+)\)", log)
+    assert resumed, log[-3000:]
+    assert int(resumed.group(2)) == STEPS and 2 <= int(resumed.group(1)) < STEPS
+    assert int(resumed.group(1)) % CHECKPOINT_EVERY == 0
+    # The operator pod that came back adopted the Job instead of making a second one.
+    jobs = (
+        client.BatchV1Api(real_cluster.api_client)
+        .list_namespaced_job(ns, label_selector=f"loraland.dev/finetunejob={FTJ}")
+        .items
+    )
+    assert [j.metadata.uid for j in jobs] == [job_uid]
 
-def generate(cluster: RealCluster, ns: str, pod: str, adapter: str | None) -> str:
-    """POST /generate through the Service (DNS and kube-proxy), from inside a server pod."""
+
+def interrupt_training(cluster: RealCluster, ns: str) -> tuple[str, str]:
+    """Once a checkpoint is on the PVC, delete the trainer pod and the operator pod; returns
+    the deleted trainer pod's name and the Job's uid."""
+    core = client.CoreV1Api(cluster.api_client)
+
+    def checkpointed() -> bool:
+        progress = status_of(cluster, "finetunejobs", ns, FTJ).get("progress") or {}
+        # Step k is reported after its checkpoint (every CHECKPOINT_EVERY steps) is written.
+        return int(progress.get("step") or 0) > CHECKPOINT_EVERY
+
+    wait_until(checkpointed, f"training past step {CHECKPOINT_EVERY}", 900, cluster)
+    (job,) = (
+        client.BatchV1Api(cluster.api_client)
+        .list_namespaced_job(ns, label_selector=f"loraland.dev/finetunejob={FTJ}")
+        .items
+    )
+    (trainer,) = core.list_namespaced_pod(
+        ns, label_selector=f"loraland.dev/finetunejob={FTJ}"
+    ).items
+    (operator,) = core.list_namespaced_pod(
+        ns, label_selector="app.kubernetes.io/component=operator"
+    ).items
+    core.delete_namespaced_pod(trainer.metadata.name, ns)
+    core.delete_namespaced_pod(operator.metadata.name, ns)
+    return str(trainer.metadata.name), str(job.metadata.uid)
+
+
+def generate(
+    cluster: RealCluster, ns: str, pod: str, adapter: str | None, host: str | None = None
+) -> str:
+    """POST /generate from inside a server pod: through the Service (DNS and kube-proxy),
+    or to ``host``."""
     parameters: dict[str, Any] = {"max_new_tokens": 12, "do_sample": False}
     if adapter:
         parameters["adapter_id"] = adapter
@@ -227,7 +278,8 @@ def generate(cluster: RealCluster, ns: str, pod: str, adapter: str | None) -> st
                        "parameters": parameters})  # fmt: skip
     script = (
         "import sys,urllib.request as u;"
-        f"r=u.Request('http://{ADEP}.{ns}.svc.cluster.local/generate',data=sys.argv[1].encode(),"
+        f"r=u.Request('http://{host or f'{ADEP}.{ns}.svc.cluster.local'}/generate',"
+        "data=sys.argv[1].encode(),"
         "headers={'content-type':'application/json'});"
         "print(u.urlopen(r,timeout=120).read().decode())"
     )
@@ -302,3 +354,31 @@ def test_in_cluster_locust_reports_what_users_feel(
         "wait", "-n", ns, "job/lt-worker", "--for=condition=complete", "--timeout=120s",
         timeout=180,
     )  # fmt: skip
+
+
+def test_scaled_to_two_both_pods_serve_the_adapter(real_cluster: RealCluster, release: str) -> None:
+    ns = release
+    custom(real_cluster).patch_namespaced_custom_object(
+        GROUP, VERSION, ns, "adapterdeployments", ADEP, {"spec": {"replicas": 2}}
+    )
+    selector = f"loraland.dev/adapterdeployment={ADEP}"
+    core = client.CoreV1Api(real_cluster.api_client)
+
+    def two_ready() -> list[Any]:
+        pods = core.list_namespaced_pod(ns, label_selector=selector).items
+        ready = [
+            p
+            for p in pods
+            if p.metadata.deletion_timestamp is None
+            and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+        ]
+        return ready if len(ready) == 2 else []
+
+    pods = wait_until(two_ready, f"two Ready pods of {ADEP}", 600, real_cluster)
+    answers = set()
+    for pod in pods:
+        assert pod.spec.node_name == real_cluster.real_node.name
+        # Straight to this pod (not the Service), so each replica is checked.
+        answers.add(generate(real_cluster, ns, pod.metadata.name, FTJ, host="127.0.0.1:8080"))
+    # Greedy decoding with the same adapter: both replicas give the same answer.
+    assert len(answers) == 1, answers
