@@ -186,6 +186,11 @@ def apiserver_patches(network: NodeNetwork) -> dict[str, Any]:
                     # Pods reach the API server through the `kubernetes` Service, whose
                     # endpoint is this address: the host end of the node's veth link.
                     {"key": "advertise-address", "value": network.host_ip},
+                    # Webhooks behind a Service (the chart's operator) are called at their
+                    # pod's IP, which the host routes to the node. A ClusterIP means nothing
+                    # on the host (kube-proxy's rules live in the node's namespace only), as
+                    # on clusters whose API servers sit outside the pod network.
+                    {"key": "enable-aggregator-routing", "value": "true"},
                 ],
             },
             {

@@ -356,11 +356,20 @@ def test_in_cluster_locust_reports_what_users_feel(
     )  # fmt: skip
 
 
-def test_scaled_to_two_both_pods_serve_the_adapter(real_cluster: RealCluster, release: str) -> None:
+def test_scaled_to_two_both_pods_serve_it_also_when_added_by_hand(
+    real_cluster: RealCluster, release: str
+) -> None:
+    """A user adds the published adapter by hand (its pvc:// URI, another name) and scales
+    to two replicas: each pod answers with both names, the same greedy text."""
     ns = release
-    custom(real_cluster).patch_namespaced_custom_object(
-        GROUP, VERSION, ns, "adapterdeployments", ADEP, {"spec": {"replicas": 2}}
+    adep = custom(real_cluster).get_namespaced_custom_object(
+        GROUP, VERSION, ns, "adapterdeployments", ADEP
     )
+    adapters = [*adep["spec"]["adapters"], {"name": "by-hand", "uri": f"pvc://adapters/{FTJ}"}]
+    custom(real_cluster).patch_namespaced_custom_object(
+        GROUP, VERSION, ns, "adapterdeployments", ADEP,
+        {"spec": {"replicas": 2, "adapters": adapters}},
+    )  # fmt: skip
     selector = f"loraland.dev/adapterdeployment={ADEP}"
     core = client.CoreV1Api(real_cluster.api_client)
 
@@ -374,11 +383,18 @@ def test_scaled_to_two_both_pods_serve_the_adapter(real_cluster: RealCluster, re
         ]
         return ready if len(ready) == 2 else []
 
+    def both_loaded() -> bool:
+        status = status_of(real_cluster, "adapterdeployments", ns, ADEP)
+        states = {a.get("name"): a.get("state") for a in status.get("adapters") or []}
+        return states.get("by-hand") == states.get(FTJ) == "Loaded"
+
     pods = wait_until(two_ready, f"two Ready pods of {ADEP}", 600, real_cluster)
+    wait_until(both_loaded, f"by-hand and {FTJ} Loaded in {ADEP}", 600, real_cluster)
     answers = set()
     for pod in pods:
         assert pod.spec.node_name == real_cluster.real_node.name
         # Straight to this pod (not the Service), so each replica is checked.
-        answers.add(generate(real_cluster, ns, pod.metadata.name, FTJ, host="127.0.0.1:8080"))
-    # Greedy decoding with the same adapter: both replicas give the same answer.
+        for name in (FTJ, "by-hand"):
+            answers.add(generate(real_cluster, ns, pod.metadata.name, name, "127.0.0.1:8080"))
+    # Greedy decoding, the same weights: one answer from both replicas under both names.
     assert len(answers) == 1, answers
