@@ -23,7 +23,7 @@ import pytest
 from kubernetes import client
 from loraland.loadtest.sweep import summary_from_log
 from realnode import REAL_NODE_SELECTOR, REAL_NODE_TOLERATION
-from realtools import RealCluster, apply, exec_in
+from realtools import RealCluster, apply, exec_in, wait_ready
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "loraland"
@@ -162,7 +162,7 @@ def test_finetunejob_trains_in_a_pod_and_publishes_to_a_provisioned_pvc(
         "spec": {
             "baseModel": {"uri": "builtin://smollm2-135m-instruct"},
             "replicas": 1,
-            "resources": {"gpus": 0, "cpu": "500m", "memory": "2Gi", **placement()},
+            "resources": {"gpus": 0, "cpu": "500m", "memory": "3Gi", **placement()},
             "serving": {"maxBatchSize": 4},
         },
     }
@@ -266,11 +266,37 @@ def interrupt_training(cluster: RealCluster, ns: str) -> tuple[str, str]:
     return str(trainer.metadata.name), str(job.metadata.uid)
 
 
-def generate(
-    cluster: RealCluster, ns: str, pod: str, adapter: str | None, host: str | None = None
-) -> str:
-    """POST /generate from inside a server pod: through the Service (DNS and kube-proxy),
-    or to ``host``."""
+@pytest.fixture(scope="module")
+def client_pod(real_cluster: RealCluster, release: str, images: dict[str, str]) -> str:
+    """A small pod from the server image (it has Python) that sends the test's requests,
+    as another workload in the cluster would, so the servers' own pods are left alone."""
+    name = "client"
+    apply(
+        real_cluster,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": release},
+            "spec": {
+                **placement(),
+                "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
+                "containers": [
+                    {
+                        "name": "client",
+                        "image": images["server"],
+                        "command": ["sleep", "infinity"],
+                        "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}},
+                    }
+                ],
+            },
+        },
+    )
+    wait_ready(real_cluster, release, name)
+    return name
+
+
+def generate(cluster: RealCluster, ns: str, client_pod: str, url: str, adapter: str | None) -> str:
+    """POST ``url``/generate from the client pod; the greedy text."""
     parameters: dict[str, Any] = {"max_new_tokens": 12, "do_sample": False}
     if adapter:
         parameters["adapter_id"] = adapter
@@ -278,17 +304,16 @@ def generate(
                        "parameters": parameters})  # fmt: skip
     script = (
         "import sys,urllib.request as u;"
-        f"r=u.Request('http://{host or f'{ADEP}.{ns}.svc.cluster.local'}/generate',"
-        "data=sys.argv[1].encode(),"
+        "r=u.Request(sys.argv[1]+'/generate',data=sys.argv[2].encode(),"
         "headers={'content-type':'application/json'});"
         "print(u.urlopen(r,timeout=120).read().decode())"
     )
-    out = exec_in(cluster, ns, pod, "python", "-c", script, body)
+    out = exec_in(cluster, ns, client_pod, "python", "-c", script, url, body)
     return str(json.loads(out)["generated_text"])
 
 
 def test_adapter_is_loaded_and_answers_through_the_service(
-    real_cluster: RealCluster, release: str
+    real_cluster: RealCluster, release: str, client_pod: str
 ) -> None:
     ns = release
 
@@ -303,11 +328,18 @@ def test_adapter_is_loaded_and_answers_through_the_service(
         .list_namespaced_pod(ns, label_selector=f"loraland.dev/adapterdeployment={ADEP}")
         .items
     )
-    pod = pods[0].metadata.name
     assert pods[0].spec.node_name == real_cluster.real_node.name
-    base = generate(real_cluster, ns, pod, None)
-    tuned = generate(real_cluster, ns, pod, FTJ)
+    # Through the Service by name: the cluster DNS, then kube-proxy to the server pod.
+    service = f"http://{ADEP}.{ns}.svc.cluster.local"
+    base = generate(real_cluster, ns, client_pod, service, None)
+    tuned = generate(real_cluster, ns, client_pod, service, FTJ)
     assert tuned != base, (base, tuned)
+    (server,) = (
+        client.CoreV1Api(real_cluster.api_client)
+        .read_namespaced_pod(pods[0].metadata.name, ns)
+        .status.container_statuses
+    )
+    assert server.restart_count == 0, server
 
 
 def test_in_cluster_locust_reports_what_users_feel(
@@ -357,7 +389,7 @@ def test_in_cluster_locust_reports_what_users_feel(
 
 
 def test_scaled_to_two_both_pods_serve_it_also_when_added_by_hand(
-    real_cluster: RealCluster, release: str
+    real_cluster: RealCluster, release: str, client_pod: str
 ) -> None:
     """A user adds the published adapter by hand (its pvc:// URI, another name) and scales
     to two replicas: each pod answers with both names, the same greedy text."""
@@ -395,6 +427,7 @@ def test_scaled_to_two_both_pods_serve_it_also_when_added_by_hand(
         assert pod.spec.node_name == real_cluster.real_node.name
         # Straight to this pod (not the Service), so each replica is checked.
         for name in (FTJ, "by-hand"):
-            answers.add(generate(real_cluster, ns, pod.metadata.name, name, "127.0.0.1:8080"))
+            url = f"http://{pod.status.pod_ip}:8080"
+            answers.add(generate(real_cluster, ns, client_pod, url, name))
     # Greedy decoding, the same weights: one answer from both replicas under both names.
     assert len(answers) == 1, answers
