@@ -8,11 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from loraland.api.adapter import METADATA_FILE, AdapterMetadata
 from loraland.demo.plan import DemoPlan
 from loraland.settings import Settings
 
 
+# The demo's own subprocess timeouts (1500 s + 600 s) bound it; pytest's default 600 s
+# did not, on a busy machine.
+@pytest.mark.timeout(2400)
 def test_quick_demo_writes_a_complete_report(tmp_path: Path, settings: Settings) -> None:
     out = tmp_path / "demo"
     env = {**os.environ, "LORALAND_CACHE": str(settings.cache_dir)}
