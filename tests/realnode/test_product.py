@@ -323,23 +323,26 @@ def test_adapter_is_loaded_and_answers_through_the_service(
         return states.get(FTJ) == "Loaded" and status.get("phase") == "Ready"
 
     wait_until(loaded, f"adapter {FTJ} Loaded in {ADEP}", 600, real_cluster)
-    pods = (
-        client.CoreV1Api(real_cluster.api_client)
-        .list_namespaced_pod(ns, label_selector=f"loraland.dev/adapterdeployment={ADEP}")
-        .items
+    # Serving an adapter from a new claim mounts it: the Deployment rolls out a new pod.
+    real_cluster.kubectl(
+        "rollout", "status", "-n", ns, f"deployment/{ADEP}", "--timeout=600s", timeout=660
     )
-    assert pods[0].spec.node_name == real_cluster.real_node.name
     # Through the Service by name: the cluster DNS, then kube-proxy to the server pod.
     service = f"http://{ADEP}.{ns}.svc.cluster.local"
     base = generate(real_cluster, ns, client_pod, service, None)
     tuned = generate(real_cluster, ns, client_pod, service, FTJ)
     assert tuned != base, (base, tuned)
-    (server,) = (
-        client.CoreV1Api(real_cluster.api_client)
-        .read_namespaced_pod(pods[0].metadata.name, ns)
-        .status.container_statuses
-    )
-    assert server.restart_count == 0, server
+    pods = [
+        p
+        for p in client.CoreV1Api(real_cluster.api_client)
+        .list_namespaced_pod(ns, label_selector=f"loraland.dev/adapterdeployment={ADEP}")
+        .items
+        if p.metadata.deletion_timestamp is None
+    ]
+    assert pods
+    for pod in pods:
+        assert pod.spec.node_name == real_cluster.real_node.name
+        assert all(c.restart_count == 0 for c in pod.status.container_statuses), pod.status
 
 
 def test_in_cluster_locust_reports_what_users_feel(
