@@ -642,6 +642,7 @@ def _up_with_real_node(cluster: KwokCluster, timeout: float) -> None:
         cluster.delete()
         raise
     print(f"real node {node.name}: logs in {node.log_dir}", file=sys.stderr)
+    print(f"its registry: make images REGISTRY={node.network.registry}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
