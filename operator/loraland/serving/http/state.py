@@ -45,11 +45,15 @@ async def unless_disconnected(request: Request, work: Awaitable[T], poll_s: floa
             if done:
                 return task.result()
             if await request.is_disconnected():
-                task.cancel()
                 raise ClientGone()
     finally:
         if not task.done():
+            # cancel() only asks: wait until the work has really stopped, so a caller
+            # that cleans up next (closing the generator ``work`` was advancing) does
+            # not find it still running ("aclose(): asynchronous generator is already
+            # running" instead of ClientGone, and the generator's own cleanup racing).
             task.cancel()
+            await asyncio.wait({task})
 
 
 async def start_stream(
