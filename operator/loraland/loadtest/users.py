@@ -6,7 +6,8 @@ package. Importing it registers three listeners on Locust's global events:
 
 - ``init_command_line_parser``: the suite's flags (:mod:`loraland.loadtest.options`);
 - ``init``: validates those flags up front (a wrong flag stops Locust with one line, not
-  a traceback per user) and lets grpcio cooperate with gevent;
+  a traceback per user), lets grpcio cooperate with gevent, and brings gevent's clock up
+  to date so ``--run-time`` counts from now;
 - ``test_start``/``test_stop`` (master or single process): writes ``<csv prefix>_run.json``
   with the measured wall-clock span of the run, which the sweep report divides by, and
   rewrites ``<csv prefix>_stats.csv`` and ``_failures.csv`` with the final numbers.
@@ -88,6 +89,11 @@ def _on_init(environment: Environment, **_: Any) -> None:
         recorder = RunRecorder(environment)
         environment.events.test_start.add_listener(recorder.started)  # type: ignore[no-untyped-call]
         environment.events.test_stop.add_listener(recorder.stopped)  # type: ignore[no-untyped-call]
+    # Locust starts its --run-time timer right after this event, before gevent's loop
+    # has run since it was created during the imports. libev measures a new timer from
+    # the loop's cached clock, which is as old as that first loop pass: on a busy machine
+    # where importing took 10 s, a 10 s run ended after 0.3 s with no request done.
+    gevent.get_hub().loop.update_now()
 
 
 # Locust's event hooks are untyped; registered here, once, when a locustfile imports us.
