@@ -228,8 +228,12 @@ def test_finetunejob_trains_in_a_pod_and_publishes_to_a_provisioned_pvc(
     ).stdout
     resumed = re.search(r"resuming from \S+ \(step (\d+) of (\d+)\)", log)
     assert resumed, log[-3000:]
-    assert int(resumed.group(2)) == STEPS and 2 <= int(resumed.group(1)) < STEPS
-    assert int(resumed.group(1)) % CHECKPOINT_EVERY == 0
+    # Not step 0: a checkpoint from the PVC. On an idle machine the first pod may have
+    # trained all steps before the deletion reached it (status lags the trainer), and the
+    # retry then resumes at the last step, skipping to the evaluation: also a resume.
+    step = int(resumed.group(1))
+    assert int(resumed.group(2)) == STEPS and CHECKPOINT_EVERY <= step <= STEPS, log[-3000:]
+    assert step % CHECKPOINT_EVERY == 0
     # The operator pod that came back adopted the Job instead of making a second one.
     jobs = (
         client.BatchV1Api(real_cluster.api_client)
