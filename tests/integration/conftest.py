@@ -66,8 +66,3 @@ def namespace(kube_cluster: KubeCluster) -> Iterator[str]:
         yield name
     finally:
         core.delete_namespace(name)
-        # The namespace controller removes its pods in its own time, and on a busy machine
-        # that was long enough for later tests to find the fake GPUs still taken. Pods on
-        # kwok nodes run nothing, so they go at once (the namespace, now Terminating,
-        # admits no replacements).
-        core.delete_collection_namespaced_pod(name, grace_period_seconds=0)

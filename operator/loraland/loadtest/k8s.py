@@ -16,7 +16,7 @@ Two shapes:
 - headless (``--headless``, needs a run time): master and workers are Jobs. The master runs
   one ``loraland loadtest sweep`` level as Locust's master and, when it ends, prints the
   level's report (TTFT, total request time, token streaming time, tokens/s) as JSON after
-  :data:`SUMMARY_MARKER` in its log, so ``kubectl logs job/<name>-master`` brings the
+  ``sweep.SUMMARY_MARKER`` in its log, so ``kubectl logs job/<name>-master`` brings the
   report back. Locust tells its workers to quit at the end, so their Job completes too.
 
 Placement (``nodeSelector``, ``tolerations``) applies to every pod, for clusters whose
@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from loraland import __version__
 from loraland.loadtest.options import LoadOptions
-from loraland.loadtest.sweep import BUNDLED_LOCUSTFILE, SUMMARY_MARKER
+from loraland.loadtest.sweep import BUNDLED_LOCUSTFILE
 
 Manifest = dict[str, Any]
 
@@ -47,8 +47,6 @@ _DNS_LABEL = r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$"
 REPORT_DIR = "/tmp/loadtest"
 #: How long a headless master waits for its workers to connect before giving up.
 EXPECT_WORKERS_WAIT_S = 300
-
-__all__ = ["SUMMARY_MARKER", "LocustCluster", "Toleration", "build_manifests", "to_yaml"]
 
 
 class Toleration(BaseModel):
@@ -181,13 +179,14 @@ def _container(
 
 
 def _pod_template(
-    spec: LocustCluster, component: str, container: dict[str, Any], **pod: Any
+    spec: LocustCluster,
+    component: str,
+    container: dict[str, Any],
+    extra_volumes: tuple[dict[str, Any], ...] = (),
+    **pod: Any,
 ) -> dict[str, Any]:
-    volumes: list[dict[str, Any]] = [
-        {"name": "locustfile", "configMap": {"name": configmap_name(spec)}}
-    ]
-    if any(m["name"] == "report" for m in container.get("volumeMounts", [])):
-        volumes.append({"name": "report", "emptyDir": {}})
+    volumes = [{"name": "locustfile", "configMap": {"name": configmap_name(spec)}}]
+    volumes += extra_volumes
     pod_spec: dict[str, Any] = {
         "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
         "enableServiceLinks": False,
@@ -227,6 +226,7 @@ def _job(
     pods: int,
     restart_policy: str,
     backoff_limit: int,
+    extra_volumes: tuple[dict[str, Any], ...] = (),
 ) -> Manifest:
     return {
         "apiVersion": "batch/v1",
@@ -236,7 +236,9 @@ def _job(
             "parallelism": pods,
             "completions": pods,
             "backoffLimit": backoff_limit,
-            "template": _pod_template(spec, component, container, restartPolicy=restart_policy),
+            "template": _pod_template(
+                spec, component, container, extra_volumes, restartPolicy=restart_policy
+            ),
         },
     }
 
@@ -280,6 +282,7 @@ def build_headless_master(spec: LocustCluster) -> Manifest:
         pods=1,
         restart_policy="Never",
         backoff_limit=0,
+        extra_volumes=({"name": "report", "emptyDir": {}},),
     )
 
 
