@@ -28,7 +28,8 @@ cluster-down:
 	$(PYTHON) tests/integration/cluster.py down --name $(CLUSTER_NAME)
 
 # Pods really running on the real node (tests/realnode; root). Not yet in `make test`
-# (one timing-dependent check is open, issue 13); pytest skips them unless LORALAND_REAL_NODE=1. The product
-# tests build (or reuse) the images and push them to the node's registry themselves.
+# (one timing-dependent check is open, issue 13); pytest skips them unless
+# LORALAND_REAL_NODE=1. The product tests build (or reuse) the images and push them to
+# the node's registry themselves.
 test-realnode: venv cluster-bin node-bin
 	LORALAND_REAL_NODE=1 $(PY) -m pytest tests/realnode -m realnode
