@@ -40,6 +40,8 @@ class TrainingProgress(_Wire):
     learning_rate: float | None = None
     tokens_per_second: float | None = None
     eta_seconds: float | None = None
+    #: Set on every line of an attempt that resumed from a checkpoint (a retried pod).
+    resumed_from_step: int | None = Field(default=None, ge=0)
 
 
 class ResultScores(_Wire):

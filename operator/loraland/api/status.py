@@ -180,6 +180,11 @@ class ProgressStatus(_Status):
     eta: str | None = Field(default=None, description="eta_seconds, for people (1h2m3s).")
     percent: int | None = Field(default=None, ge=0, le=100)
     summary: str | None = Field(default=None, description="'step/totalSteps' for kubectl get.")
+    resumed_from_step: int | None = Field(
+        default=None,
+        ge=0,
+        description="The checkpoint step this attempt resumed from (a retried trainer pod).",
+    )
     updated_at: str | None = None
 
 
@@ -217,6 +222,7 @@ def progress_status(progress: TrainingProgress, *, now: str) -> ProgressStatus:
         eta=None if progress.eta_seconds is None else format_duration(progress.eta_seconds),
         percent=percent,
         summary=summary,
+        resumed_from_step=progress.resumed_from_step,
         updated_at=now,
     )
 

@@ -95,6 +95,17 @@ def train_loop(
         dtype = config.autocast_dtype
         autocast = lambda: torch.autocast(device_type=device_type, dtype=dtype)  # noqa: E731
     stats = LoopStats(steps=start_step, last_loss=None, tokens=0, seconds=0.0)
+    if start_step:
+        # Status shows the resume at once, also when the checkpoint was the last step.
+        emit(
+            TrainingProgress(
+                phase="training",
+                step=start_step,
+                total_steps=config.total_steps,
+                epoch=round(order.epoch_after(start_step), 4),
+                resumed_from_step=start_step,
+            )
+        )
     window_tokens, window_started = 0, time.perf_counter()
     run_started = window_started
     for step in range(start_step, config.total_steps):
@@ -134,6 +145,7 @@ def train_loop(
                     learning_rate=float(scheduler.get_last_lr()[0]),
                     tokens_per_second=round(window_tokens / elapsed, 2) if elapsed > 0 else None,
                     eta_seconds=round(per_step * (config.total_steps - done), 1),
+                    resumed_from_step=start_step or None,
                 )
             )
             window_tokens, window_started = 0, time.perf_counter()

@@ -98,6 +98,7 @@ class ProgressReporter:
                 total_steps=last.total_steps if last else 0,
                 epoch=last.epoch if last else 0.0,
                 loss=last.loss if last else None,
+                resumed_from_step=last.resumed_from_step if last else None,
             )
         )
 

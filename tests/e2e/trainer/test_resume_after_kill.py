@@ -110,8 +110,11 @@ def test_killed_run_resumes_to_the_same_adapter(job: Path) -> None:
     )
     assert again.returncode == 0, again.stderr[-3000:]
     progress, result = _result(again.stdout)
-    steps = [p.step for p in progress if p.phase == "training"]
-    assert steps == list(range(killed_at + 1, STEPS + 1))  # continued, did not restart at 1
+    training = [p for p in progress if p.phase == "training"]
+    # One line announces the resume (what status.progress.resumedFromStep shows), then it
+    # continues where it stopped instead of restarting at 1; every line carries the resume.
+    assert [p.step for p in training] == list(range(killed_at, STEPS + 1))
+    assert {p.resumed_from_step for p in progress if p.phase != "loading"} == {killed_at}
     assert result.steps == STEPS and result.resumed_from_step == killed_at
     assert result.bad_rows == 2 and result.train_samples == 54  # 60 good rows, 10% held out
     assert "resuming from" in again.stderr
@@ -139,5 +142,7 @@ def test_killed_run_resumes_to_the_same_adapter(job: Path) -> None:
     )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     progress, final = _result(rerun.stdout)
-    assert [p for p in progress if p.phase == "training"] == []
+    # Only the line that announces the resume at the last step: no step was trained.
+    training = [(p.step, p.resumed_from_step) for p in progress if p.phase == "training"]
+    assert training == [(STEPS, STEPS)]
     assert final.steps == STEPS and final.sha256 == result.sha256

@@ -63,6 +63,13 @@ def test_progress_status_for_kubectl_columns() -> None:
     status = progress_status(line, now="t")
     assert status.summary == "37/100" and status.percent == 37
     assert status.loss == 1.2346 and status.tokens_per_second == 812.3 and status.eta == "1m35s"
+    assert status.resumed_from_step is None
+
+
+def test_progress_status_shows_the_step_a_retried_pod_resumed_from() -> None:
+    line = TrainingProgress(step=12, total_steps=24, epoch=0.5, resumed_from_step=8)
+    wire = progress_status(line, now="t").model_dump(mode="json", by_alias=True)
+    assert wire["resumedFromStep"] == 8 and wire["summary"] == "12/24"
 
 
 def test_min_gain_refuses_an_adapter_that_does_not_beat_its_base_enough() -> None:

@@ -44,3 +44,12 @@ def test_terminal_gets_a_bar_and_still_the_lines(tmp_path: Path) -> None:
             reporter.emit(_progress(step))
     text = out.getvalue()
     assert '"step":4' in text and "training" in text
+
+
+def test_phase_lines_after_a_resume_keep_saying_so(tmp_path: Path) -> None:
+    out = io.StringIO()
+    with ProgressReporter(None, stream=out, tty=False) as reporter:
+        reporter.emit(TrainingProgress(step=2, total_steps=4, epoch=0.5, resumed_from_step=2))
+        reporter.phase("evaluating")
+    last = json.loads(out.getvalue().splitlines()[-1])
+    assert last["phase"] == "evaluating" and last["resumedFromStep"] == 2
