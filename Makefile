@@ -43,7 +43,7 @@ demo: venv
 	$(VENV)/bin/loraland demo --out demo-out
 
 test: venv chromium $(TEST_PREREQS)
-	$(PY) -m pytest tests
+	LORALAND_REAL_NODE=1 $(PY) -m pytest tests
 
 test-unit: venv
 	$(PY) -m pytest tests -m unit

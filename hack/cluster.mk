@@ -5,7 +5,8 @@ CLUSTER_NAME ?= loraland-dev
 
 # Binaries live in $(LORALAND_CACHE)/bin/<sha256(hack/go.sum)[:12]>/; hack/build.sh skips
 # the build when that directory is complete, so this target is cheap when nothing changed.
-TEST_PREREQS += cluster-bin
+# The real node needs root (tests/realnode skips without it), so only root builds it.
+TEST_PREREQS += cluster-bin $(if $(filter 0,$(shell id -u)),node-bin)
 
 .PHONY: cluster-bin cluster-up cluster-down node-bin test-realnode
 
@@ -27,9 +28,8 @@ cluster-up: cluster-bin $(if $(REAL_NODE),node-bin)
 cluster-down:
 	$(PYTHON) tests/integration/cluster.py down --name $(CLUSTER_NAME)
 
-# Pods really running on the real node (tests/realnode; root). Not yet in `make test`
-# (one timing-dependent check is open, issue 13); pytest skips them unless
-# LORALAND_REAL_NODE=1. The product tests build (or reuse) the images and push them to
-# the node's registry themselves.
+# Pods really running on the real node (tests/realnode; root), on their own. `make test`
+# runs them too; a bare `pytest tests` skips them unless LORALAND_REAL_NODE=1. The product
+# tests build (or reuse) the images and push them to the node's registry themselves.
 test-realnode: venv cluster-bin node-bin
 	LORALAND_REAL_NODE=1 $(PY) -m pytest tests/realnode -m realnode

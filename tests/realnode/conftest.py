@@ -37,7 +37,7 @@ from realtools import RealCluster  # noqa: E402
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The suite needs root, `make node-bin` and minutes of real work, so a bare
     `pytest tests` skips it (saying why) unless ``-m realnode`` selects it or
-    LORALAND_REAL_NODE=1 asks for it (`make test-realnode` does)."""
+    LORALAND_REAL_NODE=1 asks for it (`make test` and `make test-realnode` do)."""
     wanted = "realnode" in (config.option.markexpr or "")
     wanted = wanted or os.environ.get("LORALAND_REAL_NODE") == "1"
     if wanted and os.geteuid() == 0:
@@ -45,7 +45,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     reason = (
         "the real node needs root (network namespaces, cgroups, containerd)"
         if wanted
-        else "real-node suite is opt-in: make test-realnode or -m realnode"
+        else "real-node suite is opt-in: make test, make test-realnode or -m realnode"
     )
     skip = pytest.mark.skip(reason=reason)
     here = Path(__file__).parent
