@@ -610,6 +610,19 @@ class KubeCluster:
     ) -> subprocess.CompletedProcess[str]:
         return self.cluster.helm(*args, check=check, timeout=timeout)
 
+    @contextlib.contextmanager
+    def fresh_namespace(self, prefix: str) -> Iterator[str]:
+        """A new namespace ``<prefix>-<random>``, deleted (without waiting) on exit."""
+        from kubernetes import client  # the venv's; this module stays stdlib-only
+
+        core = client.CoreV1Api(self.api_client)
+        name = f"{prefix}-{secrets.token_hex(4)}"
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+        try:
+            yield name
+        finally:
+            core.delete_namespace(name)
+
 
 def reap_stale_clusters(workdir: Path, env: Mapping[str, str] | None = None) -> list[str]:
     """Delete test clusters whose pytest process is gone (killed before its teardown)."""

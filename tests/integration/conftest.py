@@ -12,7 +12,6 @@ they are missing the fixture fails and says so instead of skipping.
 
 from __future__ import annotations
 
-import secrets
 import signal
 import sys
 import threading
@@ -20,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kubernetes import client, config
+from kubernetes import config
 
 # pytest runs with --import-mode=importlib, which leaves sys.path alone. cluster.py is a
 # plain module beside this file (`make cluster-up` runs it as a script), so put this
@@ -59,10 +58,5 @@ def kube_cluster() -> Iterator[KubeCluster]:
 @pytest.fixture
 def namespace(kube_cluster: KubeCluster) -> Iterator[str]:
     """A fresh namespace, deleted (without waiting) after the test."""
-    core = client.CoreV1Api(kube_cluster.api_client)
-    name = f"t-{secrets.token_hex(4)}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    try:
+    with kube_cluster.fresh_namespace("t") as name:
         yield name
-    finally:
-        core.delete_namespace(name)

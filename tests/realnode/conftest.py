@@ -13,7 +13,6 @@ Real pods must tolerate ``REAL_NODE_TOLERATION`` and select ``REAL_NODE_SELECTOR
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import sys
 import threading
@@ -21,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kubernetes import client, config
+from kubernetes import config
 
 # Plain modules beside the tests (as in tests/integration, pytest's importlib mode leaves
 # sys.path alone): cluster.py and realnode.py there, realtools.py here.
@@ -86,10 +85,5 @@ def real_cluster() -> Iterator[RealCluster]:
 @pytest.fixture
 def real_namespace(real_cluster: RealCluster) -> Iterator[str]:
     """A fresh namespace on the real cluster, deleted (without waiting) after the test."""
-    core = client.CoreV1Api(real_cluster.api_client)
-    name = f"r-{secrets.token_hex(4)}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    try:
+    with real_cluster.fresh_namespace("r") as name:
         yield name
-    finally:
-        core.delete_namespace(name)

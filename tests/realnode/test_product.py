@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -69,9 +68,6 @@ def release(
 ) -> Iterator[str]:
     """charts/loraland installed with the local images, its pods on the real node; yields
     the namespace (the operator watches every namespace)."""
-    ns = f"ll-{secrets.token_hex(3)}"
-    core = client.CoreV1Api(real_cluster.api_client)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
     operator_repo, operator_tag = split_ref(images["operator"])
     trainer_repo, trainer_tag = split_ref(images["trainer"])
     server_repo, server_tag = split_ref(images["server"])
@@ -89,15 +85,15 @@ def release(
     }
     values_file = tmp_path_factory.mktemp("helm") / "values.json"
     values_file.write_text(json.dumps(values))
-    try:
-        real_cluster.helm(
-            "install", "ll", str(CHART), "--namespace", ns, "-f", str(values_file),
-            "--wait", "--timeout", "600s", timeout=700,
-        )  # fmt: skip
-        yield ns
-    finally:
-        real_cluster.helm("uninstall", "ll", "--namespace", ns, "--wait", check=False)
-        core.delete_namespace(ns)
+    with real_cluster.fresh_namespace("ll") as ns:
+        try:
+            real_cluster.helm(
+                "install", "ll", str(CHART), "--namespace", ns, "-f", str(values_file),
+                "--wait", "--timeout", "600s", timeout=700,
+            )  # fmt: skip
+            yield ns
+        finally:
+            real_cluster.helm("uninstall", "ll", "--namespace", ns, "--wait", check=False)
 
 
 def custom(cluster: RealCluster) -> client.CustomObjectsApi:
