@@ -29,6 +29,8 @@
 #       LORALAND_BUILDAH_RUNTIME (the OCI runtime `buildah run` must use here: runc).
 #   * --base: only make the base image (printed as LORALAND_BASE_IMAGE).
 #   * --print: compute and print the above without building (exits 3 if not built yet).
+#   * after a build, older localhost/loraland images (other tags, other bases) are removed
+#     from the storage, unless a container still uses them.
 #
 # The base: Debian bookworm's own Python 3.11 from debootstrap (minbase), tarred and ADDed
 # onto `FROM scratch`, passed through the Dockerfile's PYTHON_IMAGE argument. The Debian
@@ -228,6 +230,24 @@ write_oci() {
     log "wrote the OCI layout $IMG_CACHE/oci in $((SECONDS - start)) s"
 }
 
+# Every source change makes three new images that share the dependency layers with the old
+# ones but not their own (the sources, the baked model): left alone, the storage grew by
+# ~25 GB over one working day. Older loraland images and bases go once the current ones
+# are built; an image a container still uses is kept (rmi without --force refuses it), and
+# so are the dependency layers the current images share.
+prune_old_images() {
+    local ref keep_base="$1" removed=0
+    while read -r ref; do
+        case "$ref" in
+            "$(local_ref operator)" | "$(local_ref trainer)" | "$(local_ref server)" | "$keep_base") ;;
+            localhost/loraland/*)
+                bah rmi "$ref" >/dev/null 2>&1 && removed=$((removed + 1)) ;;
+        esac
+    done < <(bah images --format '{{.Name}}:{{.Tag}}')
+    bah rmi --prune >/dev/null 2>&1 || true
+    ((removed == 0)) || log "removed $removed older images from $STORAGE"
+}
+
 print_env() {
     local name ref upper
     echo "LORALAND_IMAGE_TAG=$TAG"
@@ -261,6 +281,7 @@ BASE_REF="$(base_image)"
 [[ -z "$BASE_ONLY" ]] || { echo "LORALAND_BASE_IMAGE=$BASE_REF"; exit 0; }
 TAG="$(image_tag)"
 build_images "$BASE_REF"
+prune_old_images "$BASE_REF"
 [[ -z "$REGISTRY" ]] || push_images
 [[ -z "$OCI" ]] || write_oci
 print_env | tee "$IMG_CACHE/images.env"
