@@ -93,6 +93,12 @@ class ServerConfig(_Model):
         None, ge=2, description="KV-cache token budget of one batch (default: derived)"
     )
     max_batch_prefill_tokens: int = Field(default=4096, ge=1)
+    prefill_chunk_tokens: int = Field(
+        default=256,
+        ge=16,
+        description="prompts longer than this are prefilled in chunks between decode steps, "
+        "so they do not stall the running batch",
+    )
     max_concurrent_requests: int = Field(default=128, ge=1)
     max_queue_length: int = Field(default=256, ge=0)
     max_stop_sequences: int = Field(default=4, ge=0)
@@ -102,8 +108,29 @@ class ServerConfig(_Model):
     max_waiting_steps: int = Field(
         default=4, ge=0, description="or once the oldest has waited this many steps"
     )
-    max_loaded_adapters: int = Field(default=8, ge=1, description="adapters ready for compute")
-    max_host_adapters: int = Field(default=64, ge=1, description="adapters kept in host memory")
+    max_loaded_adapters: int | None = Field(
+        default=None,
+        ge=1,
+        description="adapters ready for compute (default: as many as adapter_memory_mb holds)",
+    )
+    max_host_adapters: int | None = Field(
+        default=None,
+        ge=1,
+        description="adapters kept in host memory (default: as many as "
+        "host_adapter_memory_mb holds)",
+    )
+    adapter_memory_mb: float | None = Field(
+        default=None,
+        gt=0,
+        description="device memory for adapter weights when max_loaded_adapters is unset "
+        "(default: 10% of the GPU memory free after loading the model; 1024 on CPU)",
+    )
+    host_adapter_memory_mb: float | None = Field(
+        default=None,
+        gt=0,
+        description="host memory for adapter copies when max_host_adapters is unset "
+        "(default: a quarter of the available memory, at most 4096)",
+    )
     max_lora_rank: int = Field(default=64, ge=1)
 
     @model_validator(mode="after")
@@ -120,7 +147,11 @@ class ServerConfig(_Model):
                 f"max_batch_total_tokens ({self.max_batch_total_tokens}) must be at least "
                 f"max_total_tokens ({self.max_total_tokens}), or no request could ever run"
             )
-        if self.max_host_adapters < self.max_loaded_adapters:
+        if (
+            self.max_host_adapters is not None
+            and self.max_loaded_adapters is not None
+            and self.max_host_adapters < self.max_loaded_adapters
+        ):
             raise ValueError(
                 f"max_host_adapters ({self.max_host_adapters}) must be at least "
                 f"max_loaded_adapters ({self.max_loaded_adapters})"

@@ -51,6 +51,67 @@ def _ids(value: object) -> Iterable[int]:
     return ()
 
 
+#: The rank ``max_lora`` is quoted at when the device tier is sized from memory: the
+#: most common LoRA rank, so the router's "room for another adapter" is about right.
+_TYPICAL_RANK = 8
+_MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class AdapterTiers:
+    slots: int
+    max_rows: int | None
+    max_lora: int
+    host_capacity: int
+    host_budget: int | None
+
+
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def size_adapter_tiers(config: ServerConfig, bytes_per_row: int, device: object) -> AdapterTiers:
+    """Slots and budgets of the two memory tiers: counts when configured, else memory.
+
+    The device tier is measured in rank rows (an adapter of rank r holds r of them in
+    every module it could target), so a budget holds four rank-4 adapters where it
+    holds one rank-16 adapter; the host tier in bytes of the adapters' real tensors.
+    """
+    import torch
+
+    if config.max_loaded_adapters is not None:
+        slots, max_rows, max_lora = config.max_loaded_adapters, None, config.max_loaded_adapters
+    else:
+        if config.adapter_memory_mb is not None:
+            budget = int(config.adapter_memory_mb * _MIB)
+        elif isinstance(device, torch.device) and device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            budget = free // 10
+        else:
+            budget = 1024 * _MIB
+        max_rows = max(budget // bytes_per_row, config.max_lora_rank)
+        slots = max_rows  # every adapter holds at least one row
+        max_lora = max(1, max_rows // _TYPICAL_RANK)
+    if config.max_host_adapters is not None:
+        host_capacity, host_budget = config.max_host_adapters, None
+    else:
+        if config.host_adapter_memory_mb is not None:
+            host_budget = int(config.host_adapter_memory_mb * _MIB)
+        else:
+            available = _available_memory() or 16 * 1024 * _MIB
+            host_budget = min(4096 * _MIB, available // 4)
+        host_capacity = max(slots, 1_000_000)
+    slots = min(slots, host_capacity)
+    return AdapterTiers(slots, max_rows, max_lora, host_capacity, host_budget)
+
+
 def build_runtime(config: ServerConfig, settings: Settings, metrics: ServingMetrics) -> Runtime:
     """Load the base model and start the engine; adapters from the config start loading."""
     if config.threads is not None:
@@ -62,15 +123,25 @@ def build_runtime(config: ServerConfig, settings: Settings, metrics: ServingMetr
     )
     model = loaded.model
     base = BaseModelShape.of(config.base_model, model)
-    bank = LoraSlotBank(model, slots=config.max_loaded_adapters)
+    tiers = size_adapter_tiers(config, LoraSlotBank.bytes_per_row(model), base.device)
+    log.info(
+        "adapter tiers: %d device slots (%s rank rows), %d host adapters (%s bytes)",
+        tiers.slots,
+        tiers.max_rows if tiers.max_rows is not None else "any",
+        tiers.host_capacity,
+        tiers.host_budget if tiers.host_budget is not None else "any",
+    )
+    bank = LoraSlotBank(model, slots=tiers.slots, max_rows=tiers.max_rows)
     adapters = AdapterManager(
         base,
         bank,
         settings,
         max_rank=config.max_lora_rank,
-        host_capacity=config.max_host_adapters,
+        host_capacity=tiers.host_capacity,
         roots=list(config.adapter_roots),
         metrics=metrics,
+        host_budget=tiers.host_budget,
+        max_lora=tiers.max_lora,
     )
     tokenizer = LockedTokenizer(loaded.tokenizer)
     hf_tokenizer = loaded.tokenizer
@@ -93,6 +164,7 @@ def build_runtime(config: ServerConfig, settings: Settings, metrics: ServingMetr
             max_concurrent_requests=config.max_concurrent_requests,
             max_queue_length=config.max_queue_length,
             prefill=PrefillPolicy(config.waiting_served_ratio, config.max_waiting_steps),
+            prefill_chunk_tokens=config.prefill_chunk_tokens,
         ),
         metrics,
     )

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-from loraland.serving.lora.layers import LoraSlotBank
+from loraland.serving.lora.layers import LoraSlotBank, choose_stacked
 from loraland.serving.lora.loading import LoadedAdapter, ModuleWeights
 from loraland.serving.lora.ops import (
     batched_lora_delta,
     gather_lora_delta,
+    padded_gather_lora_delta,
     reference_lora_delta,
+    rows_reference_lora_delta,
+    segmented_lora_delta,
     slot_layout,
+    stacked_rows_lora_delta,
 )
 from torch import nn
 
@@ -146,3 +150,125 @@ def test_slot_out_of_range_is_refused() -> None:
     bank = LoraSlotBank(Tiny(), slots=1)
     with pytest.raises(ValueError, match="slot 2"):
         bank.write(2, adapter("x", 2, {"q_proj": (8, 6)}, seed=6))
+
+
+# -- rank-row forms ---------------------------------------------------------------------
+
+
+def rank_row_pool(ranks: list[int], d_in: int, d_out: int) -> tuple[torch.Tensor, ...]:
+    """A pool holding one adapter per rank, rows scattered (not contiguous), row 0 zero."""
+    torch.manual_seed(3)
+    total = 1 + sum(ranks)
+    a_rows = torch.randn(total, d_in)
+    b_rows = torch.randn(total, d_out)
+    scale_rows = torch.zeros(total)
+    a_rows[0], b_rows[0] = 0, 0
+    return a_rows, b_rows, scale_rows
+
+
+def scattered(ranks: list[int], scale_rows: torch.Tensor) -> list[list[int]]:
+    order = torch.randperm(len(scale_rows) - 1, generator=torch.Generator().manual_seed(5)) + 1
+    adapters, start = [], 0
+    for i, rank in enumerate(ranks):
+        rows = order[start : start + rank].tolist()
+        scale_rows[rows] = 0.5 + i
+        adapters.append(rows)
+        start += rank
+    return adapters
+
+
+def step_tensors(rows_of: list[list[int]]) -> dict[str, torch.Tensor]:
+    widest = max(len(r) for r in rows_of)
+    offsets, start = [], 0
+    for rows in rows_of:
+        offsets.append(start)
+        start += len(rows)
+    distinct: dict[tuple[int, ...], None] = {tuple(r): None for r in rows_of if r}
+    active = [r for rows in distinct for r in rows]
+    member = torch.zeros(len(rows_of), len(active))
+    column = 0
+    for rows in distinct:
+        for i, own in enumerate(rows_of):
+            if tuple(own) == rows:
+                member[i, column : column + len(rows)] = 1
+        column += len(rows)
+    return {
+        "row_ids": torch.tensor([r for rows in rows_of for r in rows], dtype=torch.long),
+        "owner": torch.tensor([i for i, rows in enumerate(rows_of) for _ in rows]),
+        "offsets": torch.tensor(offsets),
+        "first_row": torch.tensor([rows[0] if rows else 0 for rows in rows_of]),
+        "active_rows": torch.tensor(active, dtype=torch.long),
+        "member": member,
+        "row_matrix": torch.tensor([rows + [0] * (widest - len(rows)) for rows in rows_of]),
+    }
+
+
+@pytest.mark.parametrize("mix", [[8], [4, 8, 16, 64], [2, 2, 2]])
+def test_rank_row_forms_match_the_reference(mix: list[int]) -> None:
+    a_rows, b_rows, scale_rows = rank_row_pool(mix, 16, 12)
+    adapters = scattered(mix, scale_rows)
+    # Rows on every adapter, repeated adapters, and rows without any.
+    rows_of = [adapters[i % len(adapters)] for i in range(7)] + [[]]
+    t = step_tensors(rows_of)
+    x = torch.randn(len(rows_of), 1, 16)
+    want = rows_reference_lora_delta(x, a_rows, b_rows, scale_rows, rows_of)
+    segmented = segmented_lora_delta(
+        x[:, 0], a_rows, b_rows, scale_rows, t["row_ids"], t["owner"], t["offsets"], t["first_row"]
+    )
+    stacked = stacked_rows_lora_delta(
+        x[:, 0], a_rows, b_rows, scale_rows, t["active_rows"], t["member"], t["first_row"]
+    )
+    # Sums in another order than the oracle's: fp32 rounding, relative to values ~100.
+    close = {"rtol": 1e-5, "atol": 1e-4}
+    torch.testing.assert_close(segmented, want[:, 0], **close)
+    torch.testing.assert_close(stacked, want[:, 0], **close)
+    assert torch.equal(segmented[-1], torch.zeros(12))  # no adapter: exactly nothing
+    prompts = torch.randn(len(rows_of), 5, 16)
+    gathered = padded_gather_lora_delta(prompts, a_rows, b_rows, scale_rows, t["row_matrix"])
+    torch.testing.assert_close(
+        gathered, rows_reference_lora_delta(prompts, a_rows, b_rows, scale_rows, rows_of), **close
+    )
+
+
+def test_cost_model_stacks_few_adapters_and_segments_many() -> None:
+    assert choose_stacked(rows=32, distinct_rank_sum=8, rank_sum=32 * 8)  # one adapter
+    assert not choose_stacked(rows=32, distinct_rank_sum=32 * 8, rank_sum=32 * 8)  # all distinct
+    # Mixed ranks: the segmented form's work is the sum of the rows' own ranks.
+    assert not choose_stacked(rows=32, distinct_rank_sum=8 * 92, rank_sum=8 * 92)
+
+
+@pytest.mark.parametrize("decode", [True, False])
+def test_bank_mixed_ranks_every_form(decode: bool) -> None:
+    model = Tiny()
+    bank = LoraSlotBank(model, slots=6)
+    adapters = {
+        slot: adapter(f"r{rank}", rank, {"q_proj": (8, 6), "v_proj": (8, 4)}, seed=10 + slot)
+        for slot, rank in enumerate([4, 8, 16, 2, 1], start=1)
+    }
+    for slot, a in adapters.items():
+        bank.write(slot, a)
+    tokens = 1 if decode else 3
+    for slots in ([1, 2, 3, 4, 5, 0], [2, 2, 2, 2, 2, 2], [1, 2, 1, 2, 0, 0]):
+        x = torch.randn(len(slots), tokens, 8)
+        bank.set_rows(slots, decode=decode)
+        got = model(x)
+        for row, slot in enumerate(slots):
+            want = expected(model, x[row : row + 1], adapters.get(slot))
+            torch.testing.assert_close(got[row : row + 1], want)
+
+
+def test_bank_frees_and_reuses_rank_rows_within_its_budget() -> None:
+    bank = LoraSlotBank(Tiny(), slots=3, max_rows=12)
+    bank.write(1, adapter("a", 8, {"q_proj": (8, 6)}, seed=1))
+    bank.write(2, adapter("b", 4, {"q_proj": (8, 6)}, seed=2))
+    assert bank.used_rows == 12
+    with pytest.raises(ValueError, match="no room for 4 rank rows"):
+        bank.write(3, adapter("c", 4, {"q_proj": (8, 6)}, seed=3))
+    bank.free(1)
+    assert bank.used_rows == 4
+    narrow = adapter("c", 4, {"q_proj": (8, 6)}, seed=3)
+    bank.write(3, narrow)
+    model = bank.model
+    x = torch.randn(2, 1, 8)
+    bank.set_rows([3, 3])
+    torch.testing.assert_close(model(x), expected(model, x, narrow))  # type: ignore[arg-type]

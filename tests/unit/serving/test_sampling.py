@@ -62,3 +62,46 @@ def test_repetition_penalty_follows_transformers() -> None:
         torch.tensor([[0, 1, 2]]), logits[None].clone()
     )[0]
     assert token == int(reference.argmax()) == 0
+
+
+def test_mixed_parameters_are_warped_together_as_each_row_alone() -> None:
+    from loraland.serving.engine.sampling import _warp_rows
+
+    torch.manual_seed(3)
+    logits = torch.randn(5, 40)
+    params = [
+        SamplingParams(temperature=0.7),
+        SamplingParams(top_k=5),
+        SamplingParams(top_p=0.8, temperature=1.3),
+        SamplingParams(top_k=3, top_p=0.5),
+        SamplingParams(do_sample=True),
+    ]
+    together = _warp_rows(logits.clone(), params)
+    for row, p in enumerate(params):
+        torch.testing.assert_close(together[row], warp(logits[row].clone(), p))
+
+
+def test_mixed_batch_without_a_row_loop_matches_the_one_row_form() -> None:
+    from loraland.serving.engine.sampling import choose_rows
+
+    torch.manual_seed(4)
+    logits = torch.randn(4, 30)
+    prompt = [1, 2, 3]
+
+    def rows() -> list[RowSampler]:
+        return [
+            sampler(prompt, repetition_penalty=1.5),  # greedy with a penalty
+            sampler(prompt, top_k=1, seed=3),  # sampling that can only pick the argmax
+            sampler(prompt, temperature=0.8, repetition_penalty=1.2, seed=5),
+            sampler(prompt, top_p=0.9, seed=9),
+        ]
+
+    first = choose_rows(logits, rows())
+    assert first == choose_rows(logits, rows())  # seeded: the same draws again
+    greedy, _ = sampler(prompt, repetition_penalty=1.5).choose(logits[0])
+    assert first[0][0] == greedy
+    assert first[1][0] == int(logits[1].argmax())
+    assert all(lp <= 0 for _, lp in first)
+    # A seeded row draws the same token alone as in the mixed batch.
+    alone = choose_rows(logits[3:4], [rows()[3]])
+    assert alone[0] == first[3]

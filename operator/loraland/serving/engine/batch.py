@@ -81,6 +81,25 @@ class Batch:
 
 
 @dataclass
+class Chunked:
+    """A long prompt being prefilled a chunk per engine step (see :meth:`ModelRunner.chunk`).
+
+    It runs alone, in its own cache, between the running batch's decode steps, so the
+    running rows keep getting a token every step while it fills; once its last chunk is
+    done it joins the batch like any prefilled request.
+    """
+
+    state: RequestState
+    sampler: RowSampler
+    cache: SlabCache
+    done: int = 0
+
+    @property
+    def remaining(self) -> int:
+        return len(self.state.request.prompt_ids) - self.done
+
+
+@dataclass
 class Prefilled:
     batch: Batch
     #: Logits of each row's last prompt position, ``[rows, vocab]``.
@@ -130,7 +149,7 @@ class ModelRunner:
             self.device,
         )
         want_prompt = [s.params.prompt_logprobs for s in states]
-        self.bank.set_rows([s.slot for s in states])
+        self.bank.set_rows([s.slot for s in states], decode=False)
         out = self.model(
             input_ids=ids,
             attention_mask=mask,
@@ -156,6 +175,45 @@ class ModelRunner:
             last_tokens=ids[:, -1],
         )
         return Prefilled(batch=batch, logits=logits[:, -1], prompt_logprobs=prompt_logprobs)
+
+    def start_chunked(self, state: RequestState, sampler: RowSampler) -> Chunked:
+        length = len(state.request.prompt_ids)
+        cache = SlabCache.empty(
+            self.num_layers, 1, self.kv_heads, self.head_dim, length + 64, self.dtype, self.device
+        )
+        return Chunked(state=state, sampler=sampler, cache=cache)
+
+    @torch.inference_mode()
+    def chunk(self, chunked: Chunked, tokens: int) -> Prefilled | None:
+        """Prefill the next ``tokens`` prompt tokens of ``chunked``; after the last chunk,
+        the one-row batch and its logits (as :meth:`prefill` returns them)."""
+        prompt = chunked.state.request.prompt_ids
+        begin, end = chunked.done, min(len(prompt), chunked.done + max(1, tokens))
+        ids = torch.tensor([prompt[begin:end]], dtype=torch.long, device=self.device)
+        mask = torch.ones((1, end), dtype=torch.long, device=self.device)
+        positions = torch.arange(begin, end, device=self.device)[None]
+        last = end == len(prompt)
+        self.bank.set_rows([chunked.state.slot], decode=False)
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            cache=chunked.cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        chunked.done = end
+        if not last:
+            return None
+        batch = Batch(
+            states=[chunked.state],
+            samplers=[chunked.sampler],
+            cache=chunked.cache,
+            mask=mask,
+            positions=torch.tensor([end], dtype=torch.long, device=self.device),
+            last_tokens=ids[:, -1],
+        )
+        return Prefilled(batch=batch, logits=out.logits[:, -1], prompt_logprobs=[None])
 
     @torch.inference_mode()
     def decode(self, batch: Batch) -> torch.Tensor:

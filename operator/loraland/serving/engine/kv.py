@@ -47,8 +47,11 @@ class SlabLayer(DynamicLayer):  # type: ignore[no-untyped-call]
         added = key_states.shape[-2]
         needed = self.length + added
         if needed > self.buf_k.shape[2]:
-            self.buf_k = _regrow(self.buf_k, self.length, needed + _HEADROOM)
-            self.buf_v = _regrow(self.buf_v, self.length, needed + _HEADROOM)
+            # Grow geometrically (at least double the headroom, or half the length), so
+            # a long generation copies its cache O(log n) times, not every 64 tokens.
+            capacity = needed + max(_HEADROOM, needed // 2)
+            self.buf_k = _regrow(self.buf_k, self.length, capacity)
+            self.buf_v = _regrow(self.buf_v, self.length, capacity)
         self.buf_k[:, :, self.length : needed] = key_states
         self.buf_v[:, :, self.length : needed] = value_states
         self.length = needed

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from loraland.serving.engine.batch import Batch, ModelRunner
+from loraland.serving.engine.batch import Batch, Chunked, ModelRunner, Prefilled
 from loraland.serving.engine.request import (
     Detokenizer,
     EngineEvent,
@@ -64,6 +64,12 @@ class EngineLimits:
     max_concurrent_requests: int
     max_queue_length: int
     prefill: PrefillPolicy = field(default_factory=PrefillPolicy)
+    #: Prompts longer than this are prefilled in chunks, one chunk per step, between the
+    #: running batch's decode steps; a chunk is about as many tokens as the batch has
+    #: rows (at least ``min_chunk_tokens``), so a step costs at most about twice a plain
+    #: decode step and running rows never wait for a whole long prompt.
+    prefill_chunk_tokens: int = 256
+    min_chunk_tokens: int = 32
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,7 @@ class Engine:
         self._waiting_count = 0
         self._waiting: OrderedDict[str, RequestState] = OrderedDict()
         self._batch: Batch | None = None
+        self._chunked: Chunked | None = None
         self._stop = False
         self._thread: threading.Thread | None = None
         self.steps = 0
@@ -168,7 +175,7 @@ class Engine:
                     not self._stop
                     and not self._inbox
                     and not self._cancels
-                    and (self._batch is None and not self._waiting)
+                    and (self._batch is None and self._chunked is None and not self._waiting)
                 ):
                     self._cond.wait()
                 if self._stop:
@@ -183,7 +190,7 @@ class Engine:
             except Exception as exc:
                 log.exception("engine step failed")
                 self._fail_batch(f"generation failed: {type(exc).__name__}: {exc}")
-            if self._batch is None and self._waiting:
+            if self._batch is None and self._chunked is None and self._waiting:
                 # Nothing could be admitted (should be rare): do not spin.
                 with self._cond:
                     self._cond.wait(0.05)
@@ -191,6 +198,7 @@ class Engine:
 
     def _step(self) -> None:
         self._admit()
+        self._advance_chunked()
         if self._batch is not None:
             batch = self._batch
             logits = self.runner.decode(batch)
@@ -207,7 +215,92 @@ class Engine:
             return 0.0
         return min(1.0, batch.kv_tokens / max(1, self.limits.max_batch_total_tokens))
 
+    def _is_long(self, state: RequestState) -> bool:
+        return (
+            len(state.request.prompt_ids) > self.limits.prefill_chunk_tokens
+            and not state.params.prompt_logprobs
+        )
+
+    def _running(self) -> list[Running]:
+        states = list(self._batch.states) if self._batch is not None else []
+        if self._chunked is not None:
+            states.append(self._chunked.state)
+        return [Running(s.id, s.reservation, s.request.adapter) for s in states]
+
+    def _start_chunked(self) -> None:
+        """Move the oldest waiting long prompt into the chunk lane (one at a time)."""
+        if self._chunked is not None:
+            return
+        state = next((s for s in self._waiting.values() if self._is_long(s)), None)
+        if state is None:
+            return
+        running = self._running()
+        longest = max([r.reservation for r in running] + [state.reservation])
+        if running and (
+            len(running) + 1 > self.limits.max_batch_size
+            or (len(running) + 1) * longest > self.limits.max_batch_total_tokens
+        ):
+            return
+        if state.request.adapter is not None:
+            try:
+                slot = self.slots.acquire(state.request.adapter)
+            except KeyError:
+                self._drop_waiting(state)
+                self._finish_with_error(state, f"adapter '{state.request.adapter}' was unloaded")
+                return
+            if slot is None:
+                return
+            state.slot = slot
+        self._drop_waiting(state)
+        self._admitted([state])
+        sampler = RowSampler.create(state.params, state.request.prompt_ids, self.runner.device)
+        state.seed = sampler.seed
+        self._chunked = self.runner.start_chunked(state, sampler)
+
+    def _drop_waiting(self, state: RequestState) -> None:
+        del self._waiting[state.id]
+        with self._cond:
+            self._waiting_count -= 1
+            self.metrics.set_queue(self._waiting_count)
+
+    def _admitted(self, states: list[RequestState]) -> None:
+        now = time.monotonic()
+        for state in states:
+            state.admitted = now
+            self.metrics.queue_time.observe(now - state.queued)
+
+    def _advance_chunked(self) -> None:
+        chunked = self._chunked
+        if chunked is None:
+            return
+        rows = len(self._batch) if self._batch is not None else 0
+        size = self.limits.prefill_chunk_tokens
+        if rows:
+            size = min(size, max(self.limits.min_chunk_tokens, rows))
+        try:
+            prefilled = self.runner.chunk(chunked, size)
+        except Exception as exc:
+            log.exception("chunked prefill failed")
+            self._chunked = None
+            self._finish_with_error(chunked.state, f"prefill failed: {type(exc).__name__}: {exc}")
+            return
+        if prefilled is not None:
+            self._chunked = None
+            self._join(prefilled, [chunked.sampler])
+
+    def _join(self, prefilled: Prefilled, samplers: list[RowSampler]) -> None:
+        """Merge freshly prefilled rows into the running batch and send their first token."""
+        choices = next_tokens(prefilled.logits, samplers)
+        new = prefilled.batch
+        for row, state in enumerate(new.states):
+            logprobs = prefilled.prompt_logprobs[row]
+            if logprobs is not None:
+                state.prompt_logprobs = self._prompt_tokens(state, logprobs)
+        self._batch = new if self._batch is None else Batch.merge(self._batch, new)
+        self._emit(self._batch, choices, offset=len(self._batch) - len(new))
+
     def _admit(self) -> None:
+        self._start_chunked()
         batch = self._batch
         running_rows = len(batch) if batch is not None else 0
         if not prefill_due(
@@ -216,12 +309,11 @@ class Engine:
             self._steps_waited += 1 if self._waiting else 0
             return
         self._steps_waited = 0
-        running = [
-            Running(s.id, s.reservation, s.request.adapter) for s in (batch.states if batch else [])
-        ]
+        running = self._running()
         waiting = [
             Waiting(s.id, len(s.request.prompt_ids), s.params.max_new_tokens, s.request.adapter)
             for s in self._waiting.values()
+            if not self._is_long(s)
         ]
         plan = plan_step(
             waiting,
@@ -257,11 +349,9 @@ class Engine:
         with self._cond:
             self._waiting_count -= len(admitted)
             self.metrics.set_queue(self._waiting_count)
-        now = time.monotonic()
+        self._admitted(admitted)
         samplers = []
         for state in admitted:
-            state.admitted = now
-            self.metrics.queue_time.observe(now - state.queued)
             sampler = RowSampler.create(state.params, state.request.prompt_ids, self.runner.device)
             state.seed = sampler.seed
             samplers.append(sampler)
@@ -272,14 +362,7 @@ class Engine:
             for state in admitted:
                 self._finish_with_error(state, f"prefill failed: {type(exc).__name__}: {exc}")
             return
-        choices = next_tokens(prefilled.logits, samplers)
-        new = prefilled.batch
-        for row, state in enumerate(new.states):
-            logprobs = prefilled.prompt_logprobs[row]
-            if logprobs is not None:
-                state.prompt_logprobs = self._prompt_tokens(state, logprobs)
-        self._batch = new if self._batch is None else Batch.merge(self._batch, new)
-        self._emit(self._batch, choices, offset=len(self._batch) - len(new))
+        self._join(prefilled, samplers)
 
     def _prompt_tokens(self, state: RequestState, logprobs: list[float]) -> tuple[Token, ...]:
         ids = state.request.prompt_ids
@@ -353,6 +436,12 @@ class Engine:
                 self._in_flight -= 1
                 self.metrics.set_queue(self._waiting_count)
             self._send(state, EngineEvent(finished=state.finish(FinishReason.CANCELLED, now)))
+        chunked = self._chunked
+        if chunked is not None and chunked.state.id in cancels:
+            self._chunked = None
+            state = chunked.state
+            self._release(state)
+            self._send(state, EngineEvent(finished=state.finish(FinishReason.CANCELLED, now)))
         if self._batch is not None:
             rows = {i for i, s in enumerate(self._batch.states) if s.id in cancels}
             for row in rows:
@@ -372,6 +461,9 @@ class Engine:
         self._send(state, EngineEvent(error=message))
 
     def _fail_batch(self, message: str) -> None:
+        chunked, self._chunked = self._chunked, None
+        if chunked is not None:
+            self._finish_with_error(chunked.state, message)
         batch, self._batch = self._batch, None
         if batch is None:
             return

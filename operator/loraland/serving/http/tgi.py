@@ -218,7 +218,7 @@ async def info(request: Request) -> Info:
         max_batch_total_tokens=config.batch_token_budget,
         max_batch_prefill_tokens=config.max_batch_prefill_tokens,
         max_batch_size=config.max_batch_size,
-        max_loaded_adapters=config.max_loaded_adapters,
+        max_loaded_adapters=(rt.adapters.max_lora if rt else (config.max_loaded_adapters or 0)),
         max_lora_rank=config.max_lora_rank,
         version=state.version,
     )

@@ -82,7 +82,8 @@ class BaseModelShape:
 
 
 def load_adapter(name: str, path: Path, base: BaseModelShape, max_rank: int) -> LoadedAdapter:
-    """Read and validate the adapter in ``path``; host tensors in the base model's dtype."""
+    """Read and validate the adapter in ``path``; host (CPU) tensors in the base model's
+    dtype."""
     if not path.is_dir():
         raise AdapterLoadError(f"{path} is not a directory")
     config = _read_config(path)
@@ -119,13 +120,23 @@ def load_adapter(name: str, path: Path, base: BaseModelShape, max_rank: int) -> 
         if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
             raise AdapterLoadError(f"weights at {module} contain NaN or infinite values")
         weights[module] = ModuleWeights(
-            a=a.to(device=base.device, dtype=base.dtype).contiguous(),
-            b=b.to(device=base.device, dtype=base.dtype).contiguous(),
+            a=_host_copy(a, base),
+            b=_host_copy(b, base),
             scale=_scale(config, module, rank, alpha),
         )
     if not weights:
         raise AdapterLoadError(f"{PEFT_WEIGHTS_FILE} holds no LoRA weights")
     return LoadedAdapter(name=name, path=path, weights=weights)
+
+
+def _host_copy(tensor: torch.Tensor, base: BaseModelShape) -> torch.Tensor:
+    """The host tier's copy: CPU memory in the model's dtype, page-locked when the model
+    is on a GPU, so the copy into a device slot is a DMA that does not wait for the CPU
+    (and the host tier does not take GPU memory)."""
+    host = tensor.to(dtype=base.dtype).contiguous()
+    if base.device.type == "cuda":
+        host = host.pin_memory()
+    return host
 
 
 def _read_config(path: Path) -> dict[str, Any]:

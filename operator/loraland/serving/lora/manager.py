@@ -54,6 +54,8 @@ class AdapterManager:
         host_capacity: int,
         roots: list[Path],
         metrics: ServingMetrics,
+        host_budget: int | None = None,
+        max_lora: int | None = None,
     ) -> None:
         self.base = base
         self.bank = bank
@@ -62,9 +64,14 @@ class AdapterManager:
         self.roots = roots
         self.metrics = metrics
         self.slots = bank.slots
+        #: What the router is told the device holds at most (``max_lora``).
+        self.max_lora = max_lora or bank.slots
         self.registry = AdapterRegistry(
             bank.slots,
             host_capacity,
+            device_budget=bank.max_rows,
+            host_budget=host_budget,
+            on_device_evict=lambda name, slot: bank.free(slot),
             on_host_evict=self._drop_host,
             events=metrics.cache_events(),
         )
@@ -139,7 +146,7 @@ class AdapterManager:
             waiting = {name for name, n in self._awaiting.items() if n > 0}
         waiting.update(self.registry.wanted())
         return LoraInfo(
-            max_lora=self.slots,
+            max_lora=self.max_lora,
             running=tuple(sorted(running)),
             waiting=tuple(sorted(waiting - on_device)),
         )
@@ -203,7 +210,7 @@ class AdapterManager:
     # -- engine thread (SlotProvider) ---------------------------------------------------
 
     def acquire(self, adapter: str) -> int | None:
-        got = self.registry.acquire_slot(adapter)
+        got = self.registry.acquire_slot(adapter, cost=self._ranks.get(adapter, 0))
         if got is None:
             return None
         slot, needs_copy = got
@@ -238,7 +245,7 @@ class AdapterManager:
                 self._paths[name] = path
                 self._cards[name] = card
                 self._ranks[name] = adapter.max_rank
-            if not self.registry.mark_loaded(name, generation):
+            if not self.registry.mark_loaded(name, generation, cost=adapter.nbytes):
                 self._forget(name, adapter)
             else:
                 log.info("adapter %s loaded from %s (rank %d)", name, uri, adapter.max_rank)
@@ -264,7 +271,7 @@ class AdapterManager:
             raise GenerationFailed(f"adapter '{name}' cannot be reloaded: {exc}") from None
         with self._lock:
             self._host[name] = adapter
-        if not self.registry.host_reloaded(name, generation):
+        if not self.registry.host_reloaded(name, generation, cost=adapter.nbytes):
             self._forget(name, adapter)
             raise NotFound(f"adapter '{name}' was removed", param="adapter_id")
 

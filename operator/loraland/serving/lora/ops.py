@@ -88,3 +88,99 @@ def reference_lora_delta(
         slot = int(idx[i])
         rows.append((x[i] @ lora_a[slot].T) @ lora_b[slot].T * scale[slot])
     return torch.stack(rows)
+
+
+# -- rank-row forms ----------------------------------------------------------------------
+#
+# The forms below read adapters from rank-row pools (S-LoRA's unified paging, one page
+# per rank): per target module ``a_rows: [rows, in]`` holds row ``j`` of some adapter's
+# A, ``b_rows: [rows, out]`` the matching column of its B, and ``scale_rows: [rows]`` its
+# scaling. An adapter of rank ``r`` owns ``r`` rows anywhere in the pool; row 0 is all
+# zeros (scale 0) and pads. So a batch's LoRA work is a gather of exactly the rows its
+# requests use, and a rank-4 row costs a quarter of a rank-16 one whatever else runs.
+
+
+def segmented_lora_delta(
+    x: torch.Tensor,
+    a_rows: torch.Tensor,
+    b_rows: torch.Tensor,
+    scale_rows: torch.Tensor,
+    row_ids: torch.Tensor,
+    owner: torch.Tensor,
+    offsets: torch.Tensor,
+    first_row: torch.Tensor,
+) -> torch.Tensor:
+    """Decode form, ``x: [n, in]`` -> ``[n, out]``: cost follows the sum of the rows' ranks.
+
+    ``row_ids: [R]`` lists every batch row's own rank rows, row after row (``R`` = the sum
+    of their ranks), ``owner: [R]`` the batch row each belongs to and ``offsets: [n]``
+    where each row's run starts; ``first_row: [n]`` is one rank row of each batch row (0
+    without adapter), whose scale is the row's scaling. The A side is one elementwise
+    product over the gathered rows; the B side is ``embedding_bag``: a weighted sum of
+    each row's B columns that gathers and reduces in one pass, without an ``[R, out]``
+    intermediate.
+    """
+    hidden = (x.index_select(0, owner) * a_rows.index_select(0, row_ids)).sum(-1)  # [R]
+    delta = torch.nn.functional.embedding_bag(
+        row_ids, b_rows, offsets, mode="sum", per_sample_weights=hidden
+    )  # [n, out]
+    return delta * scale_rows.index_select(0, first_row).unsqueeze(-1)
+
+
+def stacked_rows_lora_delta(
+    x: torch.Tensor,
+    a_rows: torch.Tensor,
+    b_rows: torch.Tensor,
+    scale_rows: torch.Tensor,
+    active_rows: torch.Tensor,
+    member: torch.Tensor,
+    first_row: torch.Tensor,
+) -> torch.Tensor:
+    """The stacked form on rank rows, ``x: [m, in]`` -> ``[m, out]``: two dense GEMMs over
+    the rows of the ``k`` distinct adapters in use (``active_rows: [K]``, K = the sum of
+    their ranks); ``member: [m, K]`` is 1 where column j belongs to row i's adapter.
+
+    Costs ``m x K``: cheapest when few adapters share the batch (one GEMM, no gather per
+    row), wasteful when many do, which is when :func:`segmented_lora_delta` wins.
+    """
+    hidden = (x @ a_rows.index_select(0, active_rows).T) * member  # [m, K]
+    delta = hidden @ b_rows.index_select(0, active_rows)  # [m, out]
+    return delta * scale_rows.index_select(0, first_row).unsqueeze(-1)
+
+
+def padded_gather_lora_delta(
+    x: torch.Tensor,
+    a_rows: torch.Tensor,
+    b_rows: torch.Tensor,
+    scale_rows: torch.Tensor,
+    row_matrix: torch.Tensor,
+) -> torch.Tensor:
+    """Prefill form, ``x: [n, t, in]`` -> ``[n, t, out]``: each row's own A and B gathered
+    (``row_matrix: [n, r]``, the row's rank rows padded with row 0 up to the batch's
+    largest rank ``r``), then two ``bmm``. Prefill rows are few and long, so the copy of
+    ``n x r`` rank rows is small next to the ``t``-token products."""
+    a = a_rows[row_matrix]  # [n, r, in]
+    b = b_rows[row_matrix]  # [n, r, out]
+    hidden = torch.bmm(x, a.transpose(1, 2))  # [n, t, r]
+    delta = torch.bmm(hidden, b)  # [n, t, out]
+    return delta * scale_rows.index_select(0, row_matrix[:, 0]).view(-1, 1, 1)
+
+
+def rows_reference_lora_delta(
+    x: torch.Tensor,
+    a_rows: torch.Tensor,
+    b_rows: torch.Tensor,
+    scale_rows: torch.Tensor,
+    rows_of: list[list[int]],
+) -> torch.Tensor:
+    """The oracle for the rank-row forms: one batch row at a time (``x: [n, t, in]``),
+    its adapter rebuilt as plain ``A: [r, in]``, ``B: [out, r]`` and PEFT's formula."""
+    out = []
+    for i, ids in enumerate(rows_of):
+        if not ids:
+            out.append(torch.zeros(x.shape[1], b_rows.shape[1], dtype=x.dtype))
+            continue
+        index = torch.tensor(ids)
+        a, b = a_rows[index], b_rows[index].T
+        out.append((x[i] @ a.T) @ b.T * scale_rows[ids[0]])
+    return torch.stack(out)

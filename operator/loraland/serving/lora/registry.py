@@ -83,6 +83,9 @@ class _Entry:
     message: str = "loading"
     in_host: bool = False
     slot: int | None = None
+    #: What it costs in each tier's budget unit (rank rows on the device, bytes on host).
+    device_cost: int = 0
+    host_cost: int = 0
     users: int = 0
     running: int = 0
     removed: bool = False
@@ -133,6 +136,8 @@ class AdapterRegistry:
         device_slots: int,
         host_capacity: int,
         *,
+        device_budget: int | None = None,
+        host_budget: int | None = None,
         on_device_evict: Callable[[str, int], None] = lambda name, slot: None,
         on_host_evict: Callable[[str], None] = lambda name: None,
         events: CacheEvents | None = None,
@@ -141,6 +146,12 @@ class AdapterRegistry:
             raise ValueError("need device_slots >= 1 and host_capacity >= device_slots")
         self.device_slots = device_slots
         self.host_capacity = host_capacity
+        #: Optional budgets besides the counts: the sum of the residents' costs stays
+        #: within them (memory-sized tiers), evicting least-recently-used first.
+        self.device_budget = device_budget
+        self.host_budget = host_budget
+        self._device_used = 0
+        self._host_used = 0
         self._on_device_evict = on_device_evict
         self._on_host_evict = on_host_evict
         self._events = events or CacheEvents()
@@ -170,12 +181,14 @@ class AdapterRegistry:
             self._entries[name] = _Entry(name, uri, origin, self._generation)
             return self._generation
 
-    def mark_loaded(self, name: str, generation: int) -> bool:
-        """The host copy is ready. False when the entry changed meanwhile (stale load)."""
+    def mark_loaded(self, name: str, generation: int, cost: int = 0) -> bool:
+        """The host copy (costing ``cost`` of the host budget) is ready. False when the
+        entry changed meanwhile (stale load)."""
         with self._lock:
             entry = self._current(name, generation)
             if entry is None:
                 return False
+            entry.host_cost = cost
             entry.state = AdapterState.LOADED
             entry.message = "ready"
             self._enter_host(entry)
@@ -222,13 +235,14 @@ class AdapterRegistry:
                 self._events.miss(Tier.HOST)
             return Pin(name, entry.generation, needs_host_load=not entry.in_host)
 
-    def host_reloaded(self, name: str, generation: int) -> bool:
+    def host_reloaded(self, name: str, generation: int, cost: int = 0) -> bool:
         """The disk-tier adapter a pin asked for was read back into host memory."""
         with self._lock:
             entry = self._current(name, generation)
             if entry is None:
                 return False
             if not entry.in_host:
+                entry.host_cost = cost
                 self._enter_host(entry)
             return True
 
@@ -240,10 +254,11 @@ class AdapterRegistry:
             entry.users -= 1
             self._settle(entry)
 
-    def acquire_slot(self, name: str) -> tuple[int, bool] | None:
+    def acquire_slot(self, name: str, cost: int = 0) -> tuple[int, bool] | None:
         """Give a running row of ``name`` a device slot: ``(slot, needs_copy)``.
 
-        None when every slot is held by running rows (the scheduler avoids asking then).
+        ``cost``: what the adapter takes of the device budget. None when every slot (or
+        the budget) is held by running rows; the request then waits a step.
         """
         with self._lock:
             entry = self._entries.get(name)
@@ -254,11 +269,14 @@ class AdapterRegistry:
                 self._device_lru.move_to_end(name)
                 self._events.hit(Tier.DEVICE)
                 return entry.slot, False
-            if not self._free_slots and not self._evict_device_lru():
-                return None
+            while not self._free_slots or self._over_device_budget(cost):
+                if not self._evict_device_lru():
+                    return None
             self._events.miss(Tier.DEVICE)
             self.version += 1
             entry.slot = self._free_slots.pop()
+            entry.device_cost = cost
+            self._device_used += cost
             entry.running += 1
             self._device_lru[name] = None
             return entry.slot, True
@@ -298,6 +316,10 @@ class AdapterRegistry:
 
     # -- internals -------------------------------------------------------------------
 
+    def _over_device_budget(self, cost: int) -> bool:
+        budget = self.device_budget
+        return budget is not None and self._device_used + cost > budget
+
     def _current(self, name: str, generation: int) -> _Entry | None:
         entry = self._entries.get(name)
         if entry is None or entry.generation != generation or entry.removed:
@@ -316,6 +338,7 @@ class AdapterRegistry:
     def _enter_host(self, entry: _Entry) -> None:
         self.version += 1
         entry.in_host = True
+        self._host_used += entry.host_cost
         self._host_lru[entry.name] = None
         self._host_lru.move_to_end(entry.name)
         self._shrink_host()
@@ -324,7 +347,9 @@ class AdapterRegistry:
         # Requests in flight may hold more than host_capacity adapters for a while;
         # the overflow is released as their users finish.
         for name in list(self._host_lru):
-            if len(self._host_lru) <= self.host_capacity:
+            if len(self._host_lru) <= self.host_capacity and (
+                self.host_budget is None or self._host_used <= self.host_budget
+            ):
                 return
             entry = self._entries[name]
             if entry.users == 0 and entry.running == 0:
@@ -335,6 +360,7 @@ class AdapterRegistry:
         if entry.slot is not None:
             self._release_device(entry)
         entry.in_host = False
+        self._host_used -= entry.host_cost
         self._host_lru.pop(entry.name, None)
         self._events.evicted(Tier.HOST)
         self._on_host_evict(entry.name)
@@ -352,6 +378,8 @@ class AdapterRegistry:
         assert slot is not None
         self.version += 1
         entry.slot = None
+        self._device_used -= entry.device_cost
+        entry.device_cost = 0
         self._device_lru.pop(entry.name, None)
         self._free_slots.append(slot)
         self._events.evicted(Tier.DEVICE)
@@ -363,6 +391,7 @@ class AdapterRegistry:
             self._release_device(entry)
         if entry.in_host:
             entry.in_host = False
+            self._host_used -= entry.host_cost
             self._host_lru.pop(entry.name, None)
             self._on_host_evict(entry.name)
         if self._entries.get(entry.name) is entry:

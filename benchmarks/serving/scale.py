@@ -1,0 +1,400 @@
+"""LoRA Land scale, side by side in one run: many adapters vs one, mixed ranks, cold loads,
+long prompts arriving, and the naive transformers + peft server.
+
+One ``loraland serve`` with the defaults (``--adapter-root`` holding 1,000 rank-8 adapters
+on q/k/v/o plus mixed-rank ones, on the embedded model) and closed-loop users (each sends
+a request, reads the whole streamed answer, sends the next; greedy, EOS ignored, up to
+``--new-tokens`` tokens). Every scenario runs against the same server, one after the
+other, and each is printed as a ratio to its baseline, measured in the same run:
+
+- uniform over 1,000 adapters vs all users on one adapter (target >= 0.8x tokens/s);
+- Zipf over 1,000 adapters vs one adapter (target >= 0.9x);
+- mixed ranks {4, 8, 16, 64} vs all rank 8, 40 adapters each (target >= 0.9x);
+- cold-load time to first token vs warm, idle server (target <= 1.5x);
+- inter-token latency p99 while 1,000-token prompts arrive vs without (target <= 3x);
+- with ``--naive``: 8 adapters, loraland vs naive_server.py (target >= 10x).
+
+The single-adapter baseline is measured before and after the many-adapter points and
+averaged (A-B-A), since other work on a shared machine drifts every timing. Nothing is
+asserted. Adapters are random (safetensors written directly; 1,000 names share 100
+weight files through hard links, which the server cannot tell apart).
+
+    python benchmarks/serving/scale.py [--users 32] [--duration 20] [--threads 1] [--naive]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from loraland.serving.process import free_port, stop, wait_until_healthy
+
+HERE = Path(__file__).resolve().parent
+BASE_URI = "builtin://smollm2-135m-instruct"
+TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+PROMPTS = [
+    "Summarise in one sentence why the sky is blue and why sunsets look red.",
+    "Write a haiku about a lighthouse keeper who counts the waves every night.",
+    "List three practical tips for keeping a sourdough starter healthy in winter.",
+    "Explain what a hash table is to a ten year old, using a library as the example.",
+]
+
+
+@dataclass
+class Point:
+    label: str
+    tokens_per_s: float = 0.0
+    ttft: list[float] = field(default_factory=list)
+    gaps: list[float] = field(default_factory=list)
+    requests: int = 0
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# -- adapters --------------------------------------------------------------------------
+
+
+def _shapes(base_dir: Path) -> tuple[int, dict[str, tuple[int, int]]]:
+    config = json.loads((base_dir / "config.json").read_text())
+    hidden = int(config["hidden_size"])
+    heads = int(config["num_attention_heads"])
+    kv_heads = int(config.get("num_key_value_heads") or heads)
+    head_dim = int(config.get("head_dim") or hidden // heads)
+    shapes = {
+        "q_proj": (hidden, heads * head_dim),
+        "k_proj": (hidden, kv_heads * head_dim),
+        "v_proj": (hidden, kv_heads * head_dim),
+        "o_proj": (heads * head_dim, hidden),
+    }
+    return int(config["num_hidden_layers"]), shapes
+
+
+def write_adapter(out: Path, rank: int, layers: int, shapes: dict[str, tuple[int, int]]) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    tensors = {}
+    for layer in range(layers):
+        for module, (d_in, d_out) in shapes.items():
+            key = f"base_model.model.model.layers.{layer}.self_attn.{module}"
+            tensors[f"{key}.lora_A.weight"] = torch.randn(rank, d_in) / d_in**0.5
+            tensors[f"{key}.lora_B.weight"] = torch.randn(d_out, rank) * 0.02
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out / "adapter_model.safetensors"))
+    config = {
+        "peft_type": "LORA",
+        "r": rank,
+        "lora_alpha": 2 * rank,
+        "target_modules": list(TARGETS),
+        "lora_dropout": 0.0,
+        "bias": "none",
+    }
+    (out / "adapter_config.json").write_text(json.dumps(config))
+
+
+def make_adapters(base_dir: Path, root: Path, many: int, distinct: int) -> None:
+    import torch
+
+    layers, shapes = _shapes(base_dir)
+    torch.manual_seed(0)
+    files = root / ".files"
+    for i in range(distinct):
+        write_adapter(files / f"w{i}", 8, layers, shapes)
+    for i in range(many):
+        target = root / f"u{i}"
+        target.mkdir(parents=True)
+        for name in ("adapter_model.safetensors", "adapter_config.json"):
+            os.link(files / f"w{i % distinct}" / name, target / name)
+    for i in range(40):
+        write_adapter(root / f"mixed{i}", (4, 8, 16, 64)[i % 4], layers, shapes)
+        write_adapter(root / f"r8-{i}", 8, layers, shapes)
+    for i in range(8):
+        write_adapter(root / f"cold{i}", 8, layers, shapes)
+
+
+# -- load ------------------------------------------------------------------------------
+
+
+async def closed_loop(
+    url: str,
+    users: int,
+    pick: object,
+    new_tokens: int,
+    duration: float,
+    warmup: float,
+    long_prompt: str | None = None,
+) -> Point:
+    """``users`` closed-loop users; ``pick(rng)`` chooses each request's adapter. With
+    ``long_prompt``, one more user sends that prompt (1 new token) back to back."""
+    start_at = time.monotonic() + warmup
+    end_at = start_at + duration
+    point = Point("")
+    tokens_in_window = 0
+
+    async def one_request(client: httpx.AsyncClient, rng: random.Random) -> None:
+        nonlocal tokens_in_window
+        adapter = pick(rng)  # type: ignore[operator]
+        body = {
+            "inputs": rng.choice(PROMPTS),
+            "parameters": {
+                "max_new_tokens": new_tokens,
+                "ignore_eos_token": True,
+                "adapter_id": adapter,
+            },
+        }
+        sent = time.monotonic()
+        previous = None
+        async with client.stream("POST", f"{url}/generate_stream", json=body) as response:
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                frame = json.loads(line[5:])
+                now = time.monotonic()
+                if "token" in frame:
+                    if start_at <= now <= end_at:
+                        tokens_in_window += 1
+                        if previous is None:
+                            point.ttft.append(now - sent)
+                        else:
+                            point.gaps.append(now - previous)
+                    previous = now
+                if frame.get("details"):
+                    break
+        if start_at <= time.monotonic() <= end_at:
+            point.requests += 1
+
+    async def user(client: httpx.AsyncClient, seed: int) -> None:
+        rng = random.Random(seed)
+        while time.monotonic() < end_at:
+            await one_request(client, rng)
+
+    async def long_user(client: httpx.AsyncClient) -> None:
+        body = {"inputs": long_prompt, "parameters": {"max_new_tokens": 1}}
+        while time.monotonic() < end_at:
+            response = await client.post(f"{url}/generate", json=body)
+            response.raise_for_status()
+
+    limits = httpx.Limits(max_connections=users + 8)
+    async with httpx.AsyncClient(timeout=None, limits=limits) as client:
+        tasks = [asyncio.create_task(user(client, seed)) for seed in range(users)]
+        if long_prompt is not None:
+            tasks.append(asyncio.create_task(long_user(client)))
+        await asyncio.wait(tasks, timeout=end_at - time.monotonic())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    point.tokens_per_s = tokens_in_window / duration
+    return point
+
+
+def first_token_s(url: str, adapter: str) -> float:
+    body = {"inputs": PROMPTS[0], "parameters": {"max_new_tokens": 1, "adapter_id": adapter}}
+    begin = time.monotonic()
+    response = httpx.post(f"{url}/generate", json=body, timeout=120)
+    response.raise_for_status()
+    return time.monotonic() - begin
+
+
+def long_prompt_text(base_dir: Path, tokens: int) -> str:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    words = ("the quick brown fox jumps over the lazy dog while the river runs " * 400).split()
+    text = ""
+    for size in range(tokens // 2, len(words)):
+        text = " ".join(words[:size])
+        if len(tokenizer(text).input_ids) >= tokens:
+            break
+    return text
+
+
+def start(name: str, cmd: list[str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as handle:
+        process = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT)
+    wait_until_healthy(f"http://127.0.0.1:{port}", process, log, 600, name=name)
+    return process
+
+
+def zipf_weights(n: int, s: float) -> list[float]:
+    return [1.0 / (k**s) for k in range(1, n + 1)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--users", type=int, default=32)
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per point")
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--adapters", type=int, default=1000)
+    parser.add_argument("--zipf", type=float, default=1.0, help="Zipf exponent")
+    parser.add_argument("--long-prompt-tokens", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (server)")
+    parser.add_argument("--naive", action="store_true", help="also the naive server, 8 adapters")
+    args = parser.parse_args()
+
+    from loraland.settings import Settings
+    from loraland.storage import resolve
+
+    base_dir = resolve(BASE_URI, Settings.from_env())
+    work = Path(tempfile.mkdtemp(prefix="loraland-scale-"))
+    root = work / "adapters"
+    print(f"writing {args.adapters} adapters under {root} ...", flush=True)
+    make_adapters(base_dir, root, args.adapters, distinct=min(100, args.adapters))
+    long_prompt = long_prompt_text(base_dir, args.long_prompt_tokens)
+
+    port = free_port()
+    config: dict[str, object] = {
+        "base_model": BASE_URI,
+        "precision": "fp32",
+        "host": "127.0.0.1",
+        "port": port,
+        "adapter_roots": [str(root)],
+        "threads": args.threads,
+    }
+    (work / "serve.json").write_text(json.dumps(config))
+    serve_cmd = [sys.executable, "-m", "loraland.cli", "serve"]
+    serve_cmd += ["--config", str(work / "serve.json")]
+    url = f"http://127.0.0.1:{port}"
+    points: dict[str, Point] = {}
+    many = args.adapters
+    weights = zipf_weights(many, args.zipf)
+    uniform_names = [f"u{i}" for i in range(many)]
+
+    def measure(key: str, pick: object, long: str | None = None) -> Point:
+        point = asyncio.run(
+            closed_loop(url, args.users, pick, args.new_tokens, args.duration, args.warmup, long)
+        )
+        point.label = key
+        points[key] = point
+        print(
+            f"  {key:<34} {point.tokens_per_s:7.1f} tok/s  TTFT p50 {pct(point.ttft, 0.5):.3f} s"
+            f"  ITL p50 {pct(point.gaps, 0.5):.3f} p99 {pct(point.gaps, 0.99):.3f} s"
+            f"  ({point.requests} requests)",
+            flush=True,
+        )
+        return point
+
+    server = start("loraland serve", serve_cmd, port, work / "serve.log")
+    try:
+        measure("one adapter (before)", lambda rng: "u0")
+        measure(f"uniform over {many}", lambda rng: rng.choice(uniform_names))
+        measure(
+            f"Zipf({args.zipf}) over {many}",
+            lambda rng: rng.choices(uniform_names, weights=weights)[0],
+        )
+        measure("one adapter (after)", lambda rng: "u0")
+        r8 = [f"r8-{i}" for i in range(40)]
+        mixed = [f"mixed{i}" for i in range(40)]
+        measure("40 adapters, all rank 8", lambda rng: rng.choice(r8))
+        measure("40 adapters, ranks 4/8/16/64", lambda rng: rng.choice(mixed))
+        eight = [f"u{i}" for i in range(8)]
+        measure("8 adapters", lambda rng: rng.choice(eight))
+        measure(
+            f"8 adapters + {args.long_prompt_tokens}-token prompts",
+            lambda rng: rng.choice(eight),
+            long=long_prompt,
+        )
+        time.sleep(2)
+        cold, warm = [], []
+        for i in range(8):
+            cold.append(first_token_s(url, f"cold{i}"))
+            warm.append(first_token_s(url, f"cold{i}"))
+        with httpx.Client() as client:
+            metrics = client.get(f"{url}/metrics").text
+    finally:
+        stop(server)
+
+    naive_point = None
+    if args.naive:
+        naive_port = free_port()
+        naive_cmd = [sys.executable, str(HERE / "naive_server.py"), "--base-dir", str(base_dir)]
+        naive_cmd += ["--port", str(naive_port)]
+        naive_cmd += [f"--adapter=u{i}={root / f'u{i}'}" for i in range(8)]
+        if args.threads:
+            naive_cmd += ["--threads", str(args.threads)]
+        naive = start("naive server", naive_cmd, naive_port, work / "naive.log")
+        try:
+            naive_url = f"http://127.0.0.1:{naive_port}"
+            eight = [f"u{i}" for i in range(8)]
+            naive_point = asyncio.run(
+                closed_loop(
+                    naive_url,
+                    args.users,
+                    lambda rng: rng.choice(eight),
+                    args.new_tokens,
+                    args.duration,
+                    args.warmup,
+                )
+            )
+            print(f"  {'naive, 8 adapters':<34} {naive_point.tokens_per_s:7.1f} tok/s", flush=True)
+        finally:
+            stop(naive)
+
+    single = statistics.mean(
+        [points["one adapter (before)"].tokens_per_s, points["one adapter (after)"].tokens_per_s]
+    )
+    cpus = os.cpu_count()
+    print()
+    print(
+        f"{args.users} users, {args.new_tokens} new tokens, {args.duration:.0f} s per point, "
+        f"{cpus} CPUs, torch threads: {args.threads or 'default'}, server defaults"
+    )
+
+    def ratio(name: str, value: float, target: str) -> None:
+        print(f"  {name:<58} {value:6.2f}x  (target {target})")
+
+    uniform = points[f"uniform over {many}"].tokens_per_s
+    zipf = points[f"Zipf({args.zipf}) over {many}"].tokens_per_s
+    ratio(f"uniform over {many} / one adapter, tokens/s", uniform / single, ">= 0.8")
+    ratio(f"Zipf over {many} / one adapter, tokens/s", zipf / single, ">= 0.9")
+    mixed_tps = points["40 adapters, ranks 4/8/16/64"].tokens_per_s
+    r8_tps = points["40 adapters, all rank 8"].tokens_per_s
+    ratio("ranks 4/8/16/64 / all rank 8, tokens/s", mixed_tps / r8_tps, ">= 0.9")
+    ratio(
+        f"cold / warm first token (median of 8: {statistics.median(cold) * 1000:.0f} ms / "
+        f"{statistics.median(warm) * 1000:.0f} ms)",
+        statistics.median(cold) / statistics.median(warm),
+        "<= 1.5",
+    )
+    quiet = pct(points["8 adapters"].gaps, 0.99)
+    busy = pct(points[f"8 adapters + {args.long_prompt_tokens}-token prompts"].gaps, 0.99)
+    ratio(
+        f"ITL p99 with / without long prompts ({busy * 1000:.0f} / {quiet * 1000:.0f} ms)",
+        busy / quiet,
+        "<= 3",
+    )
+    if naive_point is not None:
+        ratio(
+            "loraland / naive, 8 adapters, tokens/s",
+            points["8 adapters"].tokens_per_s / max(naive_point.tokens_per_s, 1e-9),
+            ">= 10",
+        )
+    interesting = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith(("vllm:lora_requests_info", "loraland_adapters{"))
+    ]
+    print("server metrics at the end:", *(line[:160] for line in interesting), sep="\n  ")
+    print(f"logs and adapters: {work}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""Chunked prefill on a tiny random Llama: a long prompt filled a chunk per step, between
+the running batch's decode steps, gives every request the greedy tokens it gets alone."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+from loraland.serving.engine.batch import ModelRunner
+from loraland.serving.engine.loop import Engine, EngineLimits, TokenizerInfo
+from loraland.serving.engine.request import EngineEvent, GenerationRequest
+from loraland.serving.engine.sampling import RowSampler
+from loraland.serving.lora.layers import LoraSlotBank
+from loraland.serving.params import SamplingParams
+
+
+def tiny_llama() -> torch.nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+class NoAdapters:
+    slots = 1
+
+    def acquire(self, adapter: str) -> int | None:
+        raise AssertionError("no adapters here")
+
+    def release(self, adapter: str) -> None:
+        return None
+
+
+def greedy_alone(model: torch.nn.Module, prompt: list[int], new_tokens: int) -> list[int]:
+    ids = torch.tensor([prompt])
+    with torch.no_grad():
+        out = model.generate(  # type: ignore[operator]
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=new_tokens,
+            do_sample=False,
+            pad_token_id=0,
+        )
+    return list(out[0, len(prompt) :].tolist())
+
+
+@pytest.mark.timeout(600)  # importing transformers is slow on a busy machine
+def test_chunks_give_the_same_logits_as_one_prefill() -> None:
+    model = tiny_llama()
+    runner = ModelRunner(model, LoraSlotBank(model, slots=1), pad_id=0)
+    prompt = [(7 * i) % 60 + 1 for i in range(23)]
+    request = GenerationRequest("r", prompt, SamplingParams(max_new_tokens=2), None, print)
+    from loraland.serving.engine.request import Detokenizer, RequestState
+
+    def state() -> RequestState:
+        return RequestState(
+            request=request,
+            detokenizer=Detokenizer(str, prompt, frozenset()),
+            eos_ids=frozenset(),
+            seed=None,
+            queued=0.0,
+        )
+
+    sampler = RowSampler.create(request.params, prompt, runner.device)
+    whole = runner.prefill([state()], [sampler])
+    chunked = runner.start_chunked(state(), sampler)
+    results = [runner.chunk(chunked, 5) for _ in range(5)]
+    assert all(r is None for r in results[:4]) and results[4] is not None
+    torch.testing.assert_close(results[4].logits, whole.logits, rtol=1e-5, atol=1e-5)
+    # And the next decode step from either cache agrees too.
+    for prefilled in (whole, results[4]):
+        prefilled.batch.set_last_tokens([5])
+    torch.testing.assert_close(
+        runner.decode(results[4].batch), runner.decode(whole.batch), rtol=1e-5, atol=1e-5
+    )
+
+
+@pytest.mark.timeout(600)  # importing transformers is slow on a busy machine
+def test_engine_interleaves_a_long_prompt_with_the_running_batch() -> None:
+    model = tiny_llama()
+    runner = ModelRunner(model, LoraSlotBank(model, slots=1), pad_id=0)
+    limits = EngineLimits(
+        max_batch_size=8,
+        max_batch_total_tokens=4096,
+        max_batch_prefill_tokens=4096,
+        max_concurrent_requests=8,
+        max_queue_length=8,
+        prefill_chunk_tokens=8,
+        min_chunk_tokens=4,
+    )
+    tokenizer = TokenizerInfo(
+        decode=lambda ids: "x" * len(ids), special_ids=frozenset(), eos_ids=frozenset(), pad_id=0
+    )
+    engine = Engine(runner, NoAdapters(), tokenizer, limits)
+    prompts = {
+        "short1": ([3, 9, 27, 17], 20),
+        "long": ([(11 * i) % 60 + 1 for i in range(41)], 6),
+        "short2": ([5, 25, 2], 12),
+    }
+    got: dict[str, list[int]] = {name: [] for name in prompts}
+    done = {name: threading.Event() for name in prompts}
+    errors: list[str] = []
+    order: list[str] = []
+
+    def sink_for(name: str):  # type: ignore[no-untyped-def]
+        def sink(event: EngineEvent) -> None:
+            if event.token is not None:
+                got[name].append(event.token.id)
+                order.append(name)
+            if event.error is not None:
+                errors.append(event.error)
+            if event.finished is not None or event.error is not None:
+                done[name].set()
+
+        return sink
+
+    engine.start()
+    try:
+        for name, (prompt, new_tokens) in prompts.items():
+            engine.submit(
+                GenerationRequest(
+                    name, prompt, SamplingParams(max_new_tokens=new_tokens), None, sink_for(name)
+                )
+            )
+        for name in prompts:
+            assert done[name].wait(60), name
+    finally:
+        engine.stop()
+    assert not errors
+    for name, (prompt, new_tokens) in prompts.items():
+        assert got[name] == greedy_alone(model, prompt, new_tokens), name
+    # The long prompt took several steps, during which the short rows kept decoding.
+    assert order[: order.index("long")].count("short1") >= 3, order
