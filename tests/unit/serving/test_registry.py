@@ -160,3 +160,54 @@ def test_views_list_everything_with_tiers() -> None:
     tiers = {v.name: v.tier for v in registry.views()}
     assert tiers == {"a": Tier.DEVICE, "b": Tier.HOST}
     assert registry.resident(Tier.DEVICE) == ["a"]
+
+
+# -- memory-sized tiers: budgets besides the counts -----------------------------------
+
+
+def test_device_budget_in_rank_rows_evicts_idle_adapters_until_the_newcomer_fits() -> None:
+    rec = Recorder()
+    registry = AdapterRegistry(
+        100,
+        100,
+        device_budget=32,
+        on_device_evict=lambda name, slot: rec.device.append((name, slot)),
+    )
+    loaded(registry, "r8a", "r8b", "r16", "r64")
+    for name, rank in (("r8a", 8), ("r8b", 8), ("r16", 16)):
+        registry.pin(name)
+        assert registry.acquire_slot(name, cost=rank) is not None
+        finish(registry, name)
+    assert rec.device == []  # 8 + 8 + 16 = 32 rank rows: all fit, slots to spare
+    registry.pin("r16")
+    assert registry.acquire_slot("r16", cost=16) is not None  # r16 is now the most recent
+    # A rank-64 adapter exceeds the whole budget once the others are out, yet is only
+    # refused (None) after evicting every idle resident, never admitted over budget.
+    registry.pin("r64")
+    assert registry.acquire_slot("r64", cost=64) is None
+    assert [name for name, _ in rec.device] == ["r8a", "r8b"]  # r16 runs: kept
+    registry.unpin("r64")
+    finish(registry, "r16")
+    registry.pin("r8a")
+    assert registry.acquire_slot("r8a", cost=8) is not None  # 16 + 8 <= 32: no eviction
+    assert [name for name, _ in rec.device] == ["r8a", "r8b"]
+
+
+def test_host_budget_in_bytes_evicts_least_recent_idle_adapters_to_disk() -> None:
+    rec = Recorder()
+    registry = AdapterRegistry(2, 1_000_000, host_budget=250, on_host_evict=rec.host.append)
+    for name in ("a", "b"):
+        generation = registry.register(name, f"/adapters/{name}", "test")
+        assert registry.mark_loaded(name, generation, cost=100)
+    assert rec.host == []
+    registry.pin("a")  # a runs: it stays whatever the budget says
+    generation = registry.register("c", "/adapters/c", "test")
+    assert registry.mark_loaded("c", generation, cost=100)
+    assert rec.host == ["b"]  # 300 > 250: the least recent idle one goes to disk
+    view = registry.get("b")
+    assert view is not None and view.tier is Tier.DISK and view.state is AdapterState.LOADED
+    # Brought back by a request: it enters the host tier again, pushing out the next.
+    pin = registry.pin("b")
+    assert pin.needs_host_load
+    assert registry.host_reloaded("b", pin.generation, cost=100)
+    assert rec.host == ["b", "c"]
