@@ -184,6 +184,9 @@ def main() -> None:
         help="torch threads for both servers and the bare forward pass (default: torch's)",
     )
     args = parser.parse_args()
+    # Both servers wait the same way at OpenMP barriers: loraland serve would choose
+    # passive waiting for itself (serving/openmp.py), the naive server would spin.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     from loraland.settings import Settings
     from loraland.storage import resolve
