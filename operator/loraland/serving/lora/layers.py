@@ -98,17 +98,22 @@ class BatchedLoraLinear(nn.Module):
     def write(
         self, ids: torch.Tensor, a: torch.Tensor | None, b: torch.Tensor | None, scale: float
     ) -> None:
-        """Fill rank rows ``ids`` (the adapter's, all of them) with ``a``/``b`` (or zeros)."""
-        self.a_rows.index_fill_(0, ids, 0.0)
-        self.b_rows.index_fill_(0, ids, 0.0)
-        self.scale_rows.index_fill_(0, ids, 0.0)
+        """Fill rank rows ``ids`` (the adapter's, all of them) with ``a``/``b`` (or zeros).
+
+        Rows a previous owner left behind are overwritten or zeroed, never read: only
+        the rows past this module's own rank are zero-filled (this runs on the engine
+        thread for every wrapper whenever an adapter enters the device tier)."""
+        rank = 0 if a is None or b is None else a.shape[0]
+        if rank < ids.shape[0]:
+            rest = ids[rank:]
+            self.a_rows.index_fill_(0, rest, 0.0)
+            self.b_rows.index_fill_(0, rest, 0.0)
+        self.scale_rows.index_fill_(0, ids, scale if rank else 0.0)
         if a is None or b is None:
             return
-        rank = a.shape[0]
         own = ids[:rank]
         self.a_rows.index_copy_(0, own, a.to(self.a_rows.device, non_blocking=True))
         self.b_rows.index_copy_(0, own, b.T.to(self.b_rows.device, non_blocking=True))
-        self.scale_rows.index_fill_(0, ids, scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y: torch.Tensor = self.base(x)
