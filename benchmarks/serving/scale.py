@@ -29,6 +29,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -231,6 +232,18 @@ def start(name: str, cmd: list[str], port: int, log: Path) -> subprocess.Popen[b
     return process
 
 
+def device_cache_counts(url: str) -> tuple[float, float]:
+    """The server's device-tier (misses, evictions) so far: each miss is an adapter copied
+    into rank rows on the engine thread, each eviction one that had to make room."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+
+    def value(name: str) -> float:
+        match = re.search(rf'^{name}_total{{tier="device"}} ([0-9.e+]+)$', text, re.M)
+        return float(match.group(1)) if match else 0.0
+
+    return value("loraland_adapter_cache_misses"), value("loraland_adapter_cache_evictions")
+
+
 def share(value: float, baseline: float) -> float:
     """``value / baseline``; NaN when the baseline measured nothing (printed, not raised:
     the other ratios of the run are still worth reading)."""
@@ -288,15 +301,18 @@ def main() -> None:
     uniform_names = [f"u{i}" for i in range(many)]
 
     def measure(key: str, pick: object, long: str | None = None) -> Point:
+        before = device_cache_counts(url)
         point = asyncio.run(
             closed_loop(url, args.users, pick, args.new_tokens, args.duration, args.warmup, long)
         )
+        after = device_cache_counts(url)
         point.label = key
         points[key] = point
         print(
             f"  {key:<34} {point.tokens_per_s:7.1f} tok/s  TTFT p50 {pct(point.ttft, 0.5):.3f} s"
             f"  ITL p50 {pct(point.gaps, 0.5):.3f} p99 {pct(point.gaps, 0.99):.3f} s"
-            f"  ({point.requests} requests)",
+            f"  ({point.requests} requests; device tier: "
+            f"{after[0] - before[0]:.0f} copies in, {after[1] - before[1]:.0f} evictions)",
             flush=True,
         )
         return point
