@@ -123,7 +123,8 @@ class ServerConfig(_Model):
         default=None,
         gt=0,
         description="device memory for adapter weights when max_loaded_adapters is unset "
-        "(default: 10% of the GPU memory free after loading the model; 1024 on CPU)",
+        "(default: 10% of the GPU memory free after loading the model; on CPU an eighth "
+        "of the available memory, 1024 to 2048)",
     )
     host_adapter_memory_mb: float | None = Field(
         default=None,

@@ -95,7 +95,13 @@ def size_adapter_tiers(config: ServerConfig, bytes_per_row: int, device: object)
             free, _ = torch.cuda.mem_get_info(device)
             budget = free // 10
         else:
-            budget = 1024 * _MIB
+            # On a CPU the "device" tier is host memory too: sized from what is available,
+            # like the host tier but half as much. A fixed 1 GiB was 879 rank rows on the
+            # embedded model (a row is budgeted as if an adapter targeted every Linear),
+            # fewer than 40 adapters of ranks 4/8/16/64 hold, so a mixed-rank load kept
+            # copying adapters in and out on the engine thread.
+            available = _available_memory() or 8 * 1024 * _MIB
+            budget = max(1024 * _MIB, min(2048 * _MIB, available // 8))
         max_rows = max(budget // bytes_per_row, config.max_lora_rank)
         slots = max_rows  # every adapter holds at least one row
         max_lora = max(1, max_rows // _TYPICAL_RANK)

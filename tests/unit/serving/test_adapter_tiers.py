@@ -42,7 +42,7 @@ def test_the_budget_always_holds_one_adapter_of_the_largest_rank() -> None:
 
 def test_cpu_default_and_host_default_are_bounded() -> None:
     tiers = size_adapter_tiers(config(), MIB, torch.device("cpu"))
-    assert tiers.max_rows == 1024  # 1 GiB on a CPU
+    assert tiers.max_rows is not None and 1024 <= tiers.max_rows <= 2048  # 1-2 GiB on a CPU
     assert tiers.host_budget is not None and 0 < tiers.host_budget <= 4096 * MIB
 
 
