@@ -143,14 +143,17 @@ class Harness:
         from loraland.serving.lora.layers import LoraSlotBank
         from loraland.serving.lora.loading import BaseModelShape
         from loraland.serving.lora.manager import AdapterManager
+        from loraland.serving.memory import read_available
         from loraland.serving.runtime import size_adapter_tiers
         from loraland.serving.telemetry import ServingMetrics
         from loraland.settings import Settings
 
         config = ServerConfig.build({"base_model": "random://llama-7b-shape"})
         base = BaseModelShape.of(config.base_model, model)
-        tiers = size_adapter_tiers(config, LoraSlotBank.bytes_per_row(model), base.device)
-        self.bank = LoraSlotBank(model, slots=tiers.slots, max_rows=tiers.max_rows)
+        tiers = size_adapter_tiers(
+            config, LoraSlotBank.row_bytes(model), base.device, read_available()
+        )
+        self.bank = LoraSlotBank(model, slots=tiers.slots, max_bytes=tiers.device_budget)
         self.metrics = ServingMetrics()
         self.adapters = AdapterManager(
             base,
@@ -179,7 +182,7 @@ class Harness:
         )
         self.engine.start()
         print(
-            f"  adapter tiers: {tiers.slots} device slots, {tiers.max_rows} rank rows, "
+            f"  adapter tiers: {tiers.slots} device slots, {tiers.device_budget} bytes, "
             f"host budget {tiers.host_budget} bytes",
             flush=True,
         )

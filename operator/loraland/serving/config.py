@@ -124,7 +124,8 @@ class ServerConfig(_Model):
         gt=0,
         description="device memory for adapter weights when max_loaded_adapters is unset "
         "(default: 10% of the GPU memory free after loading the model; on CPU an eighth "
-        "of the available memory, 1024 to 2048)",
+        "of the available memory, 1024 to 2048, or a quarter where that is under 1024; "
+        "available memory respects the cgroup limit)",
     )
     host_adapter_memory_mb: float | None = Field(
         default=None,

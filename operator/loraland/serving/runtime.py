@@ -15,9 +15,10 @@ from loraland.serving.config import ServerConfig
 from loraland.serving.engine.batch import ModelRunner
 from loraland.serving.engine.loop import Engine, EngineLimits, TokenizerInfo
 from loraland.serving.engine.scheduler import PrefillPolicy
-from loraland.serving.lora.layers import LoraSlotBank
+from loraland.serving.lora.layers import LoraSlotBank, RowBytes
 from loraland.serving.lora.loading import BaseModelShape
 from loraland.serving.lora.manager import AdapterManager
+from loraland.serving.memory import read_available
 from loraland.serving.service import GenerationService, LockedTokenizer
 from loraland.serving.telemetry import ServingMetrics
 from loraland.settings import Settings
@@ -55,39 +56,56 @@ def _ids(value: object) -> Iterable[int]:
 #: most common LoRA rank, so the router's "room for another adapter" is about right.
 _TYPICAL_RANK = 8
 _MIB = 1024 * 1024
+_GIB = 1024 * _MIB
+#: Slot bookkeeping is plain lists sized by the slot count; a budget that could hold
+#: more rank-1 single-module adapters than this is still capped here.
+_MAX_SLOTS = 1 << 16
 
 
 @dataclass(frozen=True)
 class AdapterTiers:
     slots: int
-    max_rows: int | None
+    #: Device-tier budget in bytes (None: counted by ``slots`` only).
+    device_budget: int | None
     max_lora: int
     host_capacity: int
     host_budget: int | None
 
 
-def _available_memory() -> int | None:
-    try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
+def cpu_device_budget(available: int | None) -> int:
+    """The CPU "device" tier: an eighth of what is available, 1-2 GiB on a big host.
+
+    The 1 GiB floor only holds where a quarter of the memory is at least that: in a pod
+    with a 3 GiB limit, ``available`` is the cgroup's headroom after the model loaded,
+    and a fixed floor would take a third of the pod.
+    """
+    if available is None:
+        available = 8 * _GIB
+    floor = min(_GIB, available // 4)
+    return max(floor, min(2 * _GIB, available // 8))
 
 
-def size_adapter_tiers(config: ServerConfig, bytes_per_row: int, device: object) -> AdapterTiers:
+def host_tier_budget(available: int | None) -> int:
+    """The host tier: a quarter of what is available, at most 4 GiB."""
+    if available is None:
+        available = 16 * _GIB
+    return min(4 * _GIB, available // 4)
+
+
+def size_adapter_tiers(
+    config: ServerConfig, rows: RowBytes, device: object, available: int | None
+) -> AdapterTiers:
     """Slots and budgets of the two memory tiers: counts when configured, else memory.
 
-    The device tier is measured in rank rows (an adapter of rank r holds r of them in
-    every module it could target), so a budget holds four rank-4 adapters where it
-    holds one rank-16 adapter; the host tier in bytes of the adapters' real tensors.
+    Both budgets are bytes: the device tier's is charged per adapter for the rank rows
+    of the modules it targets (:func:`adapter_device_bytes`), the host tier's for its
+    real tensors. ``available``: what the process may still allocate (see
+    :mod:`loraland.serving.memory`; None when unknown).
     """
     import torch
 
     if config.max_loaded_adapters is not None:
-        slots, max_rows, max_lora = config.max_loaded_adapters, None, config.max_loaded_adapters
+        slots, budget, max_lora = config.max_loaded_adapters, None, config.max_loaded_adapters
     else:
         if config.adapter_memory_mb is not None:
             budget = int(config.adapter_memory_mb * _MIB)
@@ -95,27 +113,22 @@ def size_adapter_tiers(config: ServerConfig, bytes_per_row: int, device: object)
             free, _ = torch.cuda.mem_get_info(device)
             budget = free // 10
         else:
-            # On a CPU the "device" tier is host memory too: sized from what is available,
-            # like the host tier but half as much. A fixed 1 GiB was 879 rank rows on the
-            # embedded model (a row is budgeted as if an adapter targeted every Linear),
-            # fewer than 40 adapters of ranks 4/8/16/64 hold, so a mixed-rank load kept
-            # copying adapters in and out on the engine thread.
-            available = _available_memory() or 8 * 1024 * _MIB
-            budget = max(1024 * _MIB, min(2048 * _MIB, available // 8))
-        max_rows = max(budget // bytes_per_row, config.max_lora_rank)
-        slots = max_rows  # every adapter holds at least one row
-        max_lora = max(1, max_rows // _TYPICAL_RANK)
+            budget = cpu_device_budget(available)
+        # One adapter of the largest rank on every Linear always fits.
+        budget = max(budget, config.max_lora_rank * rows.every_linear)
+        slots = max(1, min(budget // rows.cheapest, _MAX_SLOTS))
+        # Quoted for adapters on every Linear: the router may find more room, never less.
+        max_lora = max(1, budget // (_TYPICAL_RANK * rows.every_linear))
     if config.max_host_adapters is not None:
         host_capacity, host_budget = config.max_host_adapters, None
     else:
         if config.host_adapter_memory_mb is not None:
             host_budget = int(config.host_adapter_memory_mb * _MIB)
         else:
-            available = _available_memory() or 16 * 1024 * _MIB
-            host_budget = min(4096 * _MIB, available // 4)
+            host_budget = host_tier_budget(available)
         host_capacity = max(slots, 1_000_000)
     slots = min(slots, host_capacity)
-    return AdapterTiers(slots, max_rows, max_lora, host_capacity, host_budget)
+    return AdapterTiers(slots, budget, max_lora, host_capacity, host_budget)
 
 
 def build_runtime(config: ServerConfig, settings: Settings, metrics: ServingMetrics) -> Runtime:
@@ -129,15 +142,15 @@ def build_runtime(config: ServerConfig, settings: Settings, metrics: ServingMetr
     )
     model = loaded.model
     base = BaseModelShape.of(config.base_model, model)
-    tiers = size_adapter_tiers(config, LoraSlotBank.bytes_per_row(model), base.device)
+    tiers = size_adapter_tiers(config, LoraSlotBank.row_bytes(model), base.device, read_available())
     log.info(
-        "adapter tiers: %d device slots (%s rank rows), %d host adapters (%s bytes)",
+        "adapter tiers: %d device slots (%s bytes), %d host adapters (%s bytes)",
         tiers.slots,
-        tiers.max_rows if tiers.max_rows is not None else "any",
+        tiers.device_budget if tiers.device_budget is not None else "any",
         tiers.host_capacity,
         tiers.host_budget if tiers.host_budget is not None else "any",
     )
-    bank = LoraSlotBank(model, slots=tiers.slots, max_rows=tiers.max_rows)
+    bank = LoraSlotBank(model, slots=tiers.slots, max_bytes=tiers.device_budget)
     adapters = AdapterManager(
         base,
         bank,

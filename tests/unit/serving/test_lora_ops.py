@@ -272,3 +272,14 @@ def test_bank_frees_and_reuses_rank_rows_within_its_budget() -> None:
     x = torch.randn(2, 1, 8)
     bank.set_rows([3, 3])
     torch.testing.assert_close(model(x), expected(model, x, narrow))  # type: ignore[arg-type]
+
+
+def test_bank_growth_stops_at_its_memory_budget_unless_admitted_rows_need_more() -> None:
+    # One rank row of q_proj (8 in, 6 out, fp32) is 56 bytes: 20 rows fit 1120 bytes.
+    bank = LoraSlotBank(Tiny(), slots=3, max_bytes=20 * 56)
+    bank.write(1, adapter("a", 8, {"q_proj": (8, 6)}, seed=1))
+    wrapper = bank.wrappers["q_proj"]
+    assert wrapper.a_rows.shape[0] == 21  # 20 rows + the zero row, not the 256 minimum
+    bank.write(2, adapter("b", 16, {"q_proj": (8, 6)}, seed=2))
+    assert wrapper.a_rows.shape[0] == 25  # admitted by the registry: it gets its rows
+    assert bank.used_rows == 24

@@ -10,9 +10,12 @@ KV cache and masks work as they always do.
 in slot ``s`` owns ``r`` rows of every wrapper's pool (zero rows where it does not
 target that module, or has a smaller rank there), wherever free rows are: there is no
 padding to a common rank and no fragmentation (S-LoRA's unified paging, with one page
-per rank). Pools grow by doubling up to ``max_rows`` (the memory budget, in rank rows).
-Modules are wrapped the first time an adapter targets them. Only the engine thread
-writes weights and sets rows; :meth:`LoraSlotBank.free` may come from any thread.
+per rank). Pools grow by doubling up to ``max_rows`` (a hard cap, in rank rows) and,
+growing, never past what ``max_bytes`` holds over the wrapped modules (the memory budget,
+which the registry keeps by charging each adapter for its own modules: see
+:func:`adapter_device_bytes`). Modules are wrapped the first time an adapter targets
+them. Only the engine thread writes weights and sets rows; :meth:`LoraSlotBank.free`
+may come from any thread.
 
 Per decode step :meth:`LoraSlotBank.set_rows` picks the cheaper form from a cost model
 (see :data:`SEGMENT_COST`): the stacked GEMMs while few adapters share the batch, the
@@ -43,6 +46,32 @@ from loraland.serving.lora.ops import (
 SEGMENT_COST = 8.0
 
 _MIN_ROWS = 256
+
+
+@dataclass(frozen=True)
+class RowBytes:
+    """What one rank row costs in a model's Linears (``lm_head`` excluded)."""
+
+    #: On every Linear of the decoder: the most an adapter can cost per rank.
+    every_linear: int
+    #: On its cheapest single Linear: the least an adapter can cost (rank 1, one module).
+    cheapest: int
+
+
+def adapter_device_bytes(adapter: LoadedAdapter) -> int:
+    """The device-tier charge of ``adapter``: its rank rows in the modules it targets.
+
+    Rows are allocated at the adapter's largest rank in each module it targets, so a
+    rank-8 adapter on q/k/v/o costs 8 rows of those four, not of the MLP as well (2.65x
+    less on the embedded SmolLM2-135M). The pools are row-unified, so when adapters of one
+    server target different modules each also holds zero rows in the others' modules,
+    which this does not charge; :class:`LoraSlotBank` then outgrows ``max_bytes`` rather
+    than refuse an adapter the registry admitted.
+    """
+    rank = adapter.max_rank
+    return sum(
+        rank * (w.a.shape[1] + w.b.shape[0]) * w.a.element_size() for w in adapter.weights.values()
+    )
 
 
 @dataclass
@@ -164,13 +193,15 @@ def choose_stacked(rows: int, distinct_rank_sum: int, rank_sum: int) -> bool:
 class LoraSlotBank:
     """Adapter slots of one model: slot 0 is "no adapter", 1..slots hold adapters.
 
-    ``max_rows`` caps the rank rows all resident adapters hold together (the device
-    memory budget; None: grow as needed). The registry keeps within it by evicting.
+    ``max_rows`` caps the rank rows all resident adapters hold together (None: grow as
+    needed); ``max_bytes`` caps growth by memory over the wrapped modules. The registry
+    keeps within the budget by evicting.
     """
 
     model: nn.Module
     slots: int
     max_rows: int | None = None
+    max_bytes: int | None = None
     context: LoraContext = field(default_factory=LoraContext)
     wrappers: dict[str, BatchedLoraLinear] = field(default_factory=dict)
     ranks: list[int] = field(default_factory=list)
@@ -185,15 +216,23 @@ class LoraSlotBank:
     # -- memory ---------------------------------------------------------------------------
 
     @staticmethod
-    def bytes_per_row(model: nn.Module) -> int:
-        """Bytes one rank row costs if an adapter targets every Linear of the decoder:
-        the budget's unit (a rank-r adapter on all of them costs r of these)."""
-        total = 0
-        for name, module in model.named_modules():
-            if isinstance(module, nn.Linear) and "lm_head" not in name:
-                size = module.weight.element_size()
-                total += (module.in_features + module.out_features) * size
-        return max(total, 1)
+    def row_bytes(model: nn.Module) -> RowBytes:
+        """Bytes of one rank row on every Linear of the decoder, and on the cheapest one."""
+        sizes = [
+            (module.in_features + module.out_features) * module.weight.element_size()
+            for name, module in model.named_modules()
+            if isinstance(module, nn.Linear) and "lm_head" not in name
+        ]
+        return RowBytes(every_linear=max(sum(sizes), 1), cheapest=max(min(sizes, default=1), 1))
+
+    def _wrapped_row_bytes(self) -> int:
+        return max(
+            1,
+            sum(
+                (w.in_features + w.out_features) * w.a_rows.element_size()
+                for w in self.wrappers.values()
+            ),
+        )
 
     @property
     def used_rows(self) -> int:
@@ -205,6 +244,11 @@ class LoraSlotBank:
             short = count - len(self._free_rows)
             if short > 0:
                 grown = max(self._capacity * 2, self._capacity + short, _MIN_ROWS)
+                if self.max_bytes is not None:
+                    # Growing by doubling must not overshoot the memory budget; what the
+                    # registry admitted (row count) always gets its rows, though.
+                    fits = self.max_bytes // self._wrapped_row_bytes() + 1
+                    grown = max(min(grown, fits), self._capacity + short)
                 if self.max_rows is not None:
                     grown = min(grown, self.max_rows + 1)
                 if grown - self._capacity < short:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from loraland.serving.errors import GenerationFailed, InvalidRequest, NotFound
 from loraland.serving.lora.card import AdapterCard, read_card
-from loraland.serving.lora.layers import LoraSlotBank
+from loraland.serving.lora.layers import LoraSlotBank, adapter_device_bytes
 from loraland.serving.lora.loading import (
     AdapterLoadError,
     BaseModelShape,
@@ -69,7 +69,7 @@ class AdapterManager:
         self.registry = AdapterRegistry(
             bank.slots,
             host_capacity,
-            device_budget=bank.max_rows,
+            device_budget=bank.max_bytes,
             host_budget=host_budget,
             on_device_evict=lambda name, slot: bank.free(slot),
             on_host_evict=self._drop_host,
@@ -80,8 +80,10 @@ class AdapterManager:
         # Kept while the adapter is registered, whatever its tier (the admin API shows it).
         self._cards: dict[str, AdapterCard] = {}
         self._loads: dict[str, Future[AdapterView]] = {}
-        #: Rank of each adapter that loaded once (kept while it is registered).
+        #: Rank and device-tier charge of each adapter that loaded once (kept while
+        #: it is registered).
         self._ranks: dict[str, int] = {}
+        self._device_bytes: dict[str, int] = {}
         #: Requests waiting in :meth:`pin` for an adapter's load, by adapter.
         self._awaiting: Counter[str] = Counter()
         self._tier_version = -1
@@ -210,7 +212,7 @@ class AdapterManager:
     # -- engine thread (SlotProvider) ---------------------------------------------------
 
     def acquire(self, adapter: str) -> int | None:
-        got = self.registry.acquire_slot(adapter, cost=self._ranks.get(adapter, 0))
+        got = self.registry.acquire_slot(adapter, cost=self._device_bytes.get(adapter, 0))
         if got is None:
             return None
         slot, needs_copy = got
@@ -245,6 +247,7 @@ class AdapterManager:
                 self._paths[name] = path
                 self._cards[name] = card
                 self._ranks[name] = adapter.max_rank
+                self._device_bytes[name] = adapter_device_bytes(adapter)
             if not self.registry.mark_loaded(name, generation, cost=adapter.nbytes):
                 self._forget(name, adapter)
             else:
@@ -288,3 +291,4 @@ class AdapterManager:
                 self._cards.pop(name, None)
                 self._loads.pop(name, None)
                 self._ranks.pop(name, None)
+                self._device_bytes.pop(name, None)

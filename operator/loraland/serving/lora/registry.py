@@ -83,7 +83,8 @@ class _Entry:
     message: str = "loading"
     in_host: bool = False
     slot: int | None = None
-    #: What it costs in each tier's budget unit (rank rows on the device, bytes on host).
+    #: What it costs in each tier's budget unit (bytes: an adapter's rank rows
+    #: in its own modules on the device, its tensors on the host).
     device_cost: int = 0
     host_cost: int = 0
     users: int = 0
