@@ -4,6 +4,7 @@ the running batch's decode steps, gives every request the greedy tokens it gets 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -13,22 +14,6 @@ from loraland.serving.engine.request import EngineEvent, GenerationRequest
 from loraland.serving.engine.sampling import RowSampler
 from loraland.serving.lora.layers import LoraSlotBank
 from loraland.serving.params import SamplingParams
-
-
-def tiny_llama() -> torch.nn.Module:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-    )
-    return LlamaForCausalLM(config).eval()
 
 
 class NoAdapters:
@@ -41,22 +26,9 @@ class NoAdapters:
         return None
 
 
-def greedy_alone(model: torch.nn.Module, prompt: list[int], new_tokens: int) -> list[int]:
-    ids = torch.tensor([prompt])
-    with torch.no_grad():
-        out = model.generate(  # type: ignore[operator]
-            ids,
-            attention_mask=torch.ones_like(ids),
-            max_new_tokens=new_tokens,
-            do_sample=False,
-            pad_token_id=0,
-        )
-    return list(out[0, len(prompt) :].tolist())
-
-
 @pytest.mark.timeout(600)  # importing transformers is slow on a busy machine
-def test_chunks_give_the_same_logits_as_one_prefill() -> None:
-    model = tiny_llama()
+def test_chunks_give_the_same_logits_as_one_prefill(tiny_llama: torch.nn.Module) -> None:
+    model = tiny_llama
     runner = ModelRunner(model, LoraSlotBank(model, slots=1), pad_id=0)
     prompt = [(7 * i) % 60 + 1 for i in range(23)]
     request = GenerationRequest("r", prompt, SamplingParams(max_new_tokens=2), None, print)
@@ -86,8 +58,11 @@ def test_chunks_give_the_same_logits_as_one_prefill() -> None:
 
 
 @pytest.mark.timeout(600)  # importing transformers is slow on a busy machine
-def test_engine_interleaves_a_long_prompt_with_the_running_batch() -> None:
-    model = tiny_llama()
+def test_engine_interleaves_a_long_prompt_with_the_running_batch(
+    tiny_llama: torch.nn.Module,
+    greedy_alone: Callable[[torch.nn.Module, list[int], int], list[int]],
+) -> None:
+    model = tiny_llama
     runner = ModelRunner(model, LoraSlotBank(model, slots=1), pad_id=0)
     limits = EngineLimits(
         max_batch_size=8,

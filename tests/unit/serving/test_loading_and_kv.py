@@ -121,26 +121,62 @@ def test_missing_or_corrupt_files(tmp_path: Path) -> None:
         load_adapter("x", meta, BASE, max_rank=8)
 
 
-def test_kv_merge_left_pads_and_select_trims() -> None:
-    def cache(rows: int, length: int, value: float) -> SlabCache:
-        c = SlabCache.empty(
-            2, rows, 1, 2, capacity=4, dtype=torch.float32, device=torch.device("cpu")
-        )
-        for layer in c.slabs:
-            layer.update(
-                torch.full((rows, 1, length, 2), value), torch.full((rows, 1, length, 2), -value)
-            )
-        return c
-
-    short, long = cache(1, 2, 1.0), cache(2, 5, 2.0)  # the long one outgrows its capacity
-    merged = SlabCache.merge(short, long)
-    assert merged.length == 5
-    keys = merged.slabs[0].keys
-    assert keys.shape == (3, 1, 5, 2)
-    assert torch.equal(keys[0, 0, :3], torch.zeros(3, 2)) and torch.equal(
-        keys[0, 0, 3:], torch.ones(2, 2)
+def _cache(rows: int, length: int, value: float, capacity: int = 4) -> SlabCache:
+    """A 2-layer cache whose row ``i`` holds keys ``value + i`` (values negated)."""
+    c = SlabCache.empty(
+        2, rows, 1, 2, capacity=capacity, dtype=torch.float32, device=torch.device("cpu")
     )
-    kept = merged.select(torch.tensor([0]), drop_front=3)
-    assert kept.length == 2 and torch.equal(kept.slabs[1].keys, torch.ones(1, 1, 2, 2))
-    kept.slabs[0].update(torch.zeros(1, 1, 1, 2), torch.zeros(1, 1, 1, 2))
-    assert kept.length == 3 and kept.get_seq_length() == 3
+    for layer in c.slabs:
+        keys = (value + torch.arange(rows, dtype=torch.float32)).view(rows, 1, 1, 1)
+        keys = keys.expand(rows, 1, length, 2).contiguous()
+        layer.update(keys, -keys)
+    return c
+
+
+def test_kv_append_right_aligns_shorter_rows_and_gaps_older_ones() -> None:
+    short, long = _cache(1, 2, 1.0), _cache(2, 5, 10.0)  # the long one outgrows its capacity
+    short.append(long)
+    assert short.length == 5 and short.rows == 3
+    keys = short.slabs[0].keys
+    assert keys.shape == (3, 1, 5, 2)
+    # The old row keeps its tokens where they were, then a zeroed gap up to the new length.
+    assert torch.equal(keys[0, 0, :2], torch.ones(2, 2))
+    assert torch.equal(keys[0, 0, 2:], torch.zeros(3, 2))
+    assert torch.equal(keys[1, 0], torch.full((5, 2), 10.0))
+    assert torch.equal(short.slabs[1].values[2, 0], torch.full((5, 2), -11.0))
+    # A shorter newcomer is right-aligned, zeros before it.
+    short.append(_cache(1, 2, 7.0))
+    keys = short.slabs[0].keys
+    assert torch.equal(keys[3, 0, :3], torch.zeros(3, 2))
+    assert torch.equal(keys[3, 0, 3:], torch.full((2, 2), 7.0))
+
+
+def test_kv_append_with_room_copies_only_the_new_rows() -> None:
+    running = _cache(3, 4, 0.0, capacity=64)
+    running.append(_cache(1, 1, 5.0))  # grows the row capacity (3 -> 6)
+    slab = running.slabs[0].buf_k
+    before = slab[:4].clone()
+    running.append(_cache(2, 3, 8.0))  # fits: written in place
+    assert running.slabs[0].buf_k is slab
+    assert torch.equal(slab[:4, :, :4], before[:, :, :4])
+    assert torch.equal(running.slabs[0].keys[5, 0, 1:], torch.full((3, 2), 9.0))
+
+
+def test_kv_remove_moves_only_the_last_rows_into_the_holes() -> None:
+    c = _cache(5, 3, 0.0, capacity=64)  # row i holds i
+    slab = c.slabs[0].buf_k
+    order = c.remove([1, 4])
+    # Row 4 went, row 3 (past the new end) moved into hole 1; rows 0 and 2 stayed put.
+    assert order == [0, 3, 2]
+    assert c.slabs[0].buf_k is slab and c.rows == 3
+    assert [float(c.slabs[0].keys[i, 0, 0, 0]) for i in range(3)] == [0.0, 3.0, 2.0]
+    assert [float(c.slabs[1].values[i, 0, 2, 1]) for i in range(3)] == [-0.0, -3.0, -2.0]
+    assert c.remove([2]) == [0, 1]  # the last row: nothing moves
+    c.slabs[0].update(torch.zeros(2, 1, 1, 2), torch.zeros(2, 1, 1, 2))
+    assert c.length == 4 and c.get_seq_length() == 4 and c.slabs[0].keys.shape[0] == 2
+
+
+def test_kv_drop_front_keeps_the_rest() -> None:
+    c = _cache(2, 5, 1.0)
+    c.drop_front(3)
+    assert c.length == 2 and torch.equal(c.slabs[1].keys[1, 0], torch.full((2, 2), 2.0))

@@ -3,7 +3,7 @@
 The batch contract is small (TGI's, for a left-padded CausalLM): :meth:`ModelRunner.prefill`
 builds a batch from new requests, :meth:`ModelRunner.decode` advances every row by one
 token, :meth:`Batch.merge` adds a prefilled batch to the running one, and
-:meth:`Batch.keep` drops finished rows (and the padding no remaining row needs).
+:meth:`Batch.drop` drops finished rows; neither copies the rows that stay (``kv.py``).
 
 Positions: a row's ``position_ids`` count only its own tokens, so left padding never
 shifts its rotary embeddings; the attention mask hides the padding. See ``kv.py`` for
@@ -12,7 +12,7 @@ why this keeps greedy output identical to running the request alone.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,7 @@ class Batch:
     states: list[RequestState]
     samplers: list[RowSampler]
     cache: SlabCache
-    mask: torch.Tensor  # [rows, length]: 1 for real tokens, 0 for left padding
+    mask: torch.Tensor  # [rows, length]: 1 for real tokens, 0 for padding and gaps
     positions: torch.Tensor  # [rows]: position of the token fed at the next decode
     last_tokens: torch.Tensor  # [rows]: the token fed at the next decode
 
@@ -49,32 +49,46 @@ class Batch:
     def set_last_tokens(self, tokens: Sequence[int]) -> None:
         self.last_tokens = torch.tensor(tokens, dtype=torch.long, device=self.mask.device)
 
-    def keep(self, rows: Sequence[int]) -> Batch:
-        """A batch of only ``rows`` (indices), without padding every kept row has."""
-        index = torch.tensor(list(rows), dtype=torch.long, device=self.mask.device)
+    def drop(self, rows: Iterable[int]) -> Batch:
+        """This batch without ``rows`` (indices; at least one row must stay).
+
+        The cache moves the last rows into the freed places (see :meth:`SlabCache.remove`),
+        so row order changes; the per-row lists and tensors follow it.
+        """
+        order = self.cache.remove(list(rows))
+        index = torch.tensor(order, dtype=torch.long, device=self.mask.device)
         mask = self.mask.index_select(0, index)
-        drop = int((mask.shape[1] - mask.sum(dim=1)).min())
+        # Padding every remaining row has at the front (a long row left): dropped once
+        # it is a quarter of the length, so its copy is amortised over many steps.
+        waste = int(mask.argmax(dim=1).min())
+        if waste and 4 * waste >= mask.shape[1]:
+            self.cache.drop_front(waste)
+            mask = mask[:, waste:]
         return Batch(
-            states=[self.states[i] for i in rows],
-            samplers=[self.samplers[i] for i in rows],
-            cache=self.cache.select(index, drop),
-            mask=mask[:, drop:],
+            states=[self.states[i] for i in order],
+            samplers=[self.samplers[i] for i in order],
+            cache=self.cache,
+            mask=mask,
             positions=self.positions.index_select(0, index),
             last_tokens=self.last_tokens.index_select(0, index),
         )
 
     @staticmethod
     def merge(first: Batch, second: Batch) -> Batch:
-        length = max(first.mask.shape[1], second.mask.shape[1])
-
-        def pad(mask: torch.Tensor) -> torch.Tensor:
-            return nn.functional.pad(mask, (length - mask.shape[1], 0))
-
+        """``second``'s rows after ``first``'s, in ``first``'s cache (``first`` is
+        consumed). Rows shorter than the merged length are masked where they have no
+        tokens: at the front for the new rows, as a gap after the old rows' tokens when
+        the new rows are longer (see :meth:`SlabCache.append`)."""
+        old, theirs = first.mask.shape[1], second.mask.shape[1]
+        length = max(old, theirs)
+        first.cache.append(second.cache)
+        first_mask = nn.functional.pad(first.mask, (0, length - old))
+        second_mask = nn.functional.pad(second.mask, (length - theirs, 0))
         return Batch(
             states=first.states + second.states,
             samplers=first.samplers + second.samplers,
-            cache=SlabCache.merge(first.cache, second.cache),
-            mask=torch.cat([pad(first.mask), pad(second.mask)]),
+            cache=first.cache,
+            mask=torch.cat([first_mask, second_mask]),
             positions=torch.cat([first.positions, second.positions]),
             last_tokens=torch.cat([first.last_tokens, second.last_tokens]),
         )

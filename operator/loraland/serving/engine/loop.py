@@ -412,8 +412,7 @@ class Engine:
         assert batch is not None
         for row in rows:
             self._release(batch.states[row])
-        keep = [i for i in range(len(batch)) if i not in rows]
-        self._batch = batch.keep(keep) if keep else None
+        self._batch = batch.drop(rows) if len(rows) < len(batch) else None
 
     def _release(self, state: RequestState) -> None:
         if state.released:

@@ -1,0 +1,48 @@
+"""Shared by the serving unit tests that run a real (tiny, random) transformers model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+
+#: ``greedy_alone(model, prompt, new_tokens)``: what transformers generates for the
+#: prompt alone, greedy (the oracle for every batching test).
+GreedyAlone = Callable[[torch.nn.Module, list[int], int], list[int]]
+
+
+@pytest.fixture
+def tiny_llama() -> torch.nn.Module:
+    """A 2-layer random Llama (grouped KV heads), seeded: fast on one CPU thread."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+def _greedy_alone(model: torch.nn.Module, prompt: list[int], new_tokens: int) -> list[int]:
+    ids = torch.tensor([prompt])
+    with torch.no_grad():
+        out = model.generate(  # type: ignore[operator]
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=new_tokens,
+            do_sample=False,
+            pad_token_id=0,
+        )
+    return list(out[0, len(prompt) :].tolist())
+
+
+@pytest.fixture
+def greedy_alone() -> GreedyAlone:
+    return _greedy_alone
