@@ -97,7 +97,8 @@ class ServerConfig(_Model):
         default=256,
         ge=16,
         description="prompts longer than this are prefilled in chunks between decode steps, "
-        "so they do not stall the running batch",
+        "so they do not stall the running batch; while rows decode, it also caps the "
+        "padded prompt tokens one step prefills",
     )
     max_concurrent_requests: int = Field(default=128, ge=1)
     max_queue_length: int = Field(default=256, ge=0)

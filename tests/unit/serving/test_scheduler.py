@@ -9,6 +9,7 @@ from loraland.serving.engine.scheduler import (
     Waiting,
     plan_step,
     prefill_due,
+    step_prefill_tokens,
 )
 
 BUDGET = Budget(
@@ -85,3 +86,29 @@ def test_prefill_waits_for_company_while_a_batch_runs() -> None:
     assert prefill_due(4, 8, 0, policy)
     assert prefill_due(1, 8, 3, policy)  # waited long enough
     assert prefill_due(1, 8, 0, PrefillPolicy(max_waiting_steps=0))
+
+
+def test_prefill_per_step_is_capped_only_while_rows_decode() -> None:
+    assert step_prefill_tokens(4096, decoding_rows=0, decoding_cap=256) == 4096
+    assert step_prefill_tokens(4096, decoding_rows=3, decoding_cap=256) == 256
+    assert step_prefill_tokens(100, decoding_rows=3, decoding_cap=256) == 100
+
+
+def test_a_burst_of_short_prompts_is_spread_over_steps_while_rows_decode() -> None:
+    burst = [waiting(i, prompt=30) for i in range(8)]
+    budget = Budget(
+        max_batch_size=16,
+        max_batch_total_tokens=4096,
+        max_batch_prefill_tokens=4096,
+        adapter_slots=2,
+    )
+    idle = plan_step(burst, [], budget)
+    assert len(idle.admit) == 8  # nothing decodes: prefill them all at once
+    capped = Budget(
+        max_batch_size=16,
+        max_batch_total_tokens=4096,
+        max_batch_prefill_tokens=step_prefill_tokens(4096, decoding_rows=2, decoding_cap=64),
+        adapter_slots=2,
+    )
+    plan = plan_step(burst, [Running("r0", 40), Running("r1", 40)], capped)
+    assert plan.admit == ("w0", "w1") and plan.blocked_by == "prefill_tokens"  # 2 x 30 <= 64

@@ -39,6 +39,7 @@ from loraland.serving.engine.scheduler import (
     Waiting,
     plan_step,
     prefill_due,
+    step_prefill_tokens,
 )
 from loraland.serving.errors import Overloaded
 from loraland.serving.telemetry import ServingMetrics
@@ -67,7 +68,9 @@ class EngineLimits:
     #: Prompts longer than this are prefilled in chunks, one chunk per step, between the
     #: running batch's decode steps; a chunk is about as many tokens as the batch has
     #: rows (at least ``min_chunk_tokens``), so a step costs at most about twice a plain
-    #: decode step and running rows never wait for a whole long prompt.
+    #: decode step and running rows never wait for a whole long prompt. It also caps the
+    #: padded prompt tokens of a step's prefill while rows decode, so a burst of short
+    #: prompts is spread over a few steps instead of stalling the batch.
     prefill_chunk_tokens: int = 256
     min_chunk_tokens: int = 32
 
@@ -321,7 +324,11 @@ class Engine:
             Budget(
                 max_batch_size=self.limits.max_batch_size,
                 max_batch_total_tokens=self.limits.max_batch_total_tokens,
-                max_batch_prefill_tokens=self.limits.max_batch_prefill_tokens,
+                max_batch_prefill_tokens=step_prefill_tokens(
+                    self.limits.max_batch_prefill_tokens,
+                    running_rows,
+                    self.limits.prefill_chunk_tokens,
+                ),
                 adapter_slots=self.slots.slots,
             ),
         )

@@ -13,6 +13,12 @@ requests are held back until enough of them wait (``waiting_served_ratio`` of th
 running rows) or they have waited ``max_waiting_steps`` steps (TGI's idea, in steps);
 an idle engine prefills at once, which keeps single-user latency low.
 
+A prefill while rows decode also delays their next token by its whole length, so a
+burst of short prompts could stall the batch as badly as one long prompt. While rows
+decode, one step prefills at most ``decoding_cap`` padded prompt tokens (the engine
+passes its chunk size, the bound a long prompt's chunk has): the rest wait a step or
+two, and the running rows keep a token every step (:func:`step_prefill_tokens`).
+
 Adapters need a device slot. Slots held by running rows are never taken away, so a
 request whose adapter has no slot and cannot get one waits, and requests behind it
 (for other adapters, or the base model) go ahead. A request that does not fit the token
@@ -91,6 +97,16 @@ def plan_step(waiting: Sequence[Waiting], running: Iterable[Running], budget: Bu
         longest = new_longest
         longest_prompt = new_prompt
     return Plan(admit=tuple(admitted), blocked_by=blocked_by)
+
+
+def step_prefill_tokens(
+    max_batch_prefill_tokens: int, decoding_rows: int, decoding_cap: int
+) -> int:
+    """Padded prompt tokens one step may prefill: all of ``max_batch_prefill_tokens`` on
+    an idle engine, at most ``decoding_cap`` while rows decode (one request always may)."""
+    if decoding_rows == 0:
+        return max_batch_prefill_tokens
+    return min(max_batch_prefill_tokens, decoding_cap)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -42,6 +43,9 @@ from loraland.storage import StorageError, resolve
 
 log = logging.getLogger(__name__)
 
+#: ``load_adapter``'s signature: ``(name, path, base, max_rank) -> LoadedAdapter``.
+AdapterLoader = Callable[[str, Path, BaseModelShape, int], LoadedAdapter]
+
 
 class AdapterManager:
     def __init__(
@@ -56,8 +60,11 @@ class AdapterManager:
         metrics: ServingMetrics,
         host_budget: int | None = None,
         max_lora: int | None = None,
+        loader: AdapterLoader = load_adapter,
     ) -> None:
         self.base = base
+        #: Reads and validates an adapter's files (on the load pool, never the engine).
+        self.loader = loader
         self.bank = bank
         self.settings = settings
         self.max_rank = max_rank
@@ -233,7 +240,7 @@ class AdapterManager:
         try:
             path = resolve(uri, self.settings)
             begin = time.perf_counter()
-            adapter = load_adapter(name, path, self.base, self.max_rank)
+            adapter = self.loader(name, path, self.base, self.max_rank)
             self.metrics.adapter_load_time.labels(tier="host").observe(time.perf_counter() - begin)
             card = read_card(path)
         except (StorageError, AdapterLoadError) as exc:
@@ -268,7 +275,7 @@ class AdapterManager:
             raise GenerationFailed(f"adapter '{name}' has no files to reload")
         try:
             begin = time.perf_counter()
-            adapter = load_adapter(name, path, self.base, self.max_rank)
+            adapter = self.loader(name, path, self.base, self.max_rank)
             self.metrics.adapter_load_time.labels(tier="host").observe(time.perf_counter() - begin)
         except AdapterLoadError as exc:
             raise GenerationFailed(f"adapter '{name}' cannot be reloaded: {exc}") from None
