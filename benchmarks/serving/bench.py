@@ -37,15 +37,9 @@ from pathlib import Path
 
 import httpx
 from loraland.serving.process import free_port, stop, wait_until_healthy
+from workload import BASE_URI, PROMPTS  # beside this script
 
 HERE = Path(__file__).resolve().parent
-BASE_URI = "builtin://smollm2-135m-instruct"
-PROMPTS = [
-    "Summarise in one sentence why the sky is blue and why sunsets look red.",
-    "Write a haiku about a lighthouse keeper who counts the waves every night.",
-    "List three practical tips for keeping a sourdough starter healthy in winter.",
-    "Explain what a hash table is to a ten year old, using a library as the example.",
-]
 
 
 @dataclass
