@@ -37,7 +37,7 @@ from pathlib import Path
 
 import httpx
 from loraland.serving.process import free_port, stop, wait_until_healthy
-from workload import BASE_URI, PROMPTS  # beside this script
+from workload import BASE_URI, PROMPTS, tgi_body, token_times  # beside this script
 
 HERE = Path(__file__).resolve().parent
 
@@ -90,7 +90,7 @@ def start(name: str, cmd: list[str], port: int, log: Path) -> subprocess.Popen[b
 async def closed_loop(
     url: str, users: int, adapters: list[str], new_tokens: int, duration: float, warmup: float
 ) -> Point:
-    token_times: list[float] = []
+    arrivals: list[float] = []
     ttft: list[float] = []
     total: list[float] = []
     start_at = time.monotonic() + warmup
@@ -100,27 +100,14 @@ async def closed_loop(
     async def one_request(client: httpx.AsyncClient) -> None:
         nonlocal counter
         counter += 1
-        body = {
-            "inputs": PROMPTS[counter % len(PROMPTS)],
-            "parameters": {
-                "max_new_tokens": new_tokens,
-                "ignore_eos_token": True,
-                "adapter_id": adapters[counter % len(adapters)],
-            },
-        }
+        body = tgi_body(
+            PROMPTS[counter % len(PROMPTS)], new_tokens, adapters[counter % len(adapters)]
+        )
         sent = time.monotonic()
         first = None
-        async with client.stream("POST", f"{url}/generate_stream", json=body) as response:
-            async for line in response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                frame = json.loads(line[5:])
-                now = time.monotonic()
-                if "token" in frame:
-                    first = first or now
-                    token_times.append(now)
-                if frame.get("details"):
-                    break
+        async for now in token_times(client, url, body):
+            first = first or now
+            arrivals.append(now)
         done = time.monotonic()
         # Latencies of the requests that complete inside the window (in steady state).
         if start_at <= done <= end_at and first is not None:
@@ -139,7 +126,7 @@ async def closed_loop(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    in_window = sum(1 for t in token_times if start_at <= t <= end_at)
+    in_window = sum(1 for t in arrivals if start_at <= t <= end_at)
     return Point("", users, in_window / duration, ttft, total)
 
 

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import httpx
 from loraland.serving.process import free_port, stop, wait_until_healthy
-from workload import BASE_URI, PROMPTS  # beside this script
+from workload import BASE_URI, PROMPTS, tgi_body, token_times  # beside this script
 
 HERE = Path(__file__).resolve().parent
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -145,32 +145,17 @@ async def closed_loop(
     async def one_request(client: httpx.AsyncClient, rng: random.Random) -> None:
         nonlocal tokens_in_window
         adapter = pick(rng)  # type: ignore[operator]
-        body = {
-            "inputs": rng.choice(PROMPTS),
-            "parameters": {
-                "max_new_tokens": new_tokens,
-                "ignore_eos_token": True,
-                "adapter_id": adapter,
-            },
-        }
+        body = tgi_body(rng.choice(PROMPTS), new_tokens, adapter)
         sent = time.monotonic()
         previous = None
-        async with client.stream("POST", f"{url}/generate_stream", json=body) as response:
-            async for line in response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                frame = json.loads(line[5:])
-                now = time.monotonic()
-                if "token" in frame:
-                    if start_at <= now <= end_at:
-                        tokens_in_window += 1
-                        if previous is None:
-                            point.ttft.append(now - sent)
-                        else:
-                            point.gaps.append(now - previous)
-                    previous = now
-                if frame.get("details"):
-                    break
+        async for now in token_times(client, url, body):
+            if start_at <= now <= end_at:
+                tokens_in_window += 1
+                if previous is None:
+                    point.ttft.append(now - sent)
+                else:
+                    point.gaps.append(now - previous)
+            previous = now
         if start_at <= time.monotonic() <= end_at:
             point.requests += 1
 

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
 BASE_URI = "builtin://smollm2-135m-instruct"
 PROMPTS = [
     "Summarise in one sentence why the sky is blue and why sunsets look red.",
@@ -9,3 +16,31 @@ PROMPTS = [
     "List three practical tips for keeping a sourdough starter healthy in winter.",
     "Explain what a hash table is to a ten year old, using a library as the example.",
 ]
+
+
+def tgi_body(prompt: str, new_tokens: int, adapter: str | None) -> dict[str, Any]:
+    """A TGI ``/generate_stream`` request that always generates ``new_tokens`` tokens (the
+    same stopping rule on every side)."""
+    return {
+        "inputs": prompt,
+        "parameters": {
+            "max_new_tokens": new_tokens,
+            "ignore_eos_token": True,
+            "adapter_id": adapter,
+        },
+    }
+
+
+async def token_times(
+    client: httpx.AsyncClient, url: str, body: dict[str, Any]
+) -> AsyncIterator[float]:
+    """``time.monotonic()`` as each token of a ``/generate_stream`` answer arrives."""
+    async with client.stream("POST", f"{url}/generate_stream", json=body) as response:
+        async for line in response.aiter_lines():
+            if not line.startswith("data:"):
+                continue
+            frame = json.loads(line[5:])
+            if "token" in frame:
+                yield time.monotonic()
+            if frame.get("details"):
+                return

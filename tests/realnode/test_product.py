@@ -204,7 +204,8 @@ def test_finetunejob_trains_in_a_pod_and_publishes_to_a_provisioned_pvc(
         for pod in core.list_namespaced_pod(
             ns, label_selector=f"loraland.dev/finetunejob={FTJ}"
         ).items:
-            seen[pod.metadata.name] = pod.spec.node_name or ""
+            if pod.spec.node_name:  # a poll may catch a pod before it is scheduled
+                seen[pod.metadata.name] = pod.spec.node_name
         status = status_of(real_cluster, "finetunejobs", ns, FTJ)
         return status if status.get("phase") in ("Succeeded", "Failed") else None
 
