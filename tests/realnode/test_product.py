@@ -29,7 +29,9 @@ IMAGES_SH = Path(os.environ.get("LORALAND_IMAGES_SH") or REPO / "hack" / "images
 GROUP, VERSION = "loraland.dev", "v1alpha1"
 FTJ = "sentiment"
 ADEP = "smollm2"
-STEPS = 12
+# Long enough that deleting the trainer pod after its first checkpoints lands while it
+# still trains, also on an idle machine (with 12 steps the first pod once finished first).
+STEPS = 40
 CHECKPOINT_EVERY = 2
 
 pytestmark = pytest.mark.timeout(1500)
