@@ -16,9 +16,11 @@ export UV_PYTHON ?= $(PYTHON)
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml uv.lock | sha256sum | cut -c1-12)
 
-# hack/cluster.mk adds the test control plane targets and appends to TEST_PREREQS.
+# hack/cluster.mk adds the test control plane targets and appends to TEST_PREREQS;
+# hack/images.mk adds `make images` and puts the background image build first.
 TEST_PREREQS :=
 -include hack/cluster.mk
+-include hack/images.mk
 .DEFAULT_GOAL := help
 
 .PHONY: help venv lock-check demo test test-unit test-integration test-e2e lint typecheck crds \
@@ -43,7 +45,7 @@ demo: venv
 	$(VENV)/bin/loraland demo --out demo-out
 
 test: venv chromium $(TEST_PREREQS)
-	LORALAND_REAL_NODE=1 $(PY) -m pytest tests
+	LORALAND_REAL_NODE=1 $(PY) -m pytest tests --durations=30
 
 test-unit: venv
 	$(PY) -m pytest tests -m unit
@@ -56,9 +58,10 @@ test-e2e: venv chromium
 CHROMIUM := /usr/bin/chromium
 chromium: $(CHROMIUM)
 
+# The lock timeout: the background image build (hack/images.mk) may be installing too.
 $(CHROMIUM):
-	apt-get update -q
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+	apt-get update -q -o DPkg::Lock::Timeout=600
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 chromium
 
 test-playground: venv chromium
 	$(PY) -m pytest tests -m browser
@@ -90,6 +93,3 @@ help:
 
 clean-venv:
 	rm -rf $(VENV)
-
-# hack/images.mk adds `make images` (the project's images, built with buildah).
--include hack/images.mk

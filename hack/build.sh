@@ -37,8 +37,11 @@ export GOMODCACHE="$CACHE/go/mod"
 export GOTOOLCHAIN=local
 export GOFLAGS=-mod=readonly
 export CGO_ENABLED=0
-# Two compile jobs and a softer GC keep the peak within a 2-core, 24 GiB machine.
+# Two compile jobs keep the peak within a 2-core, 24 GiB machine. A lazier GC in the
+# compiler (GOGC=400) cut a cold build of the registry module from 148-156 s to 119-133 s
+# here (two runs each) for a larger, still modest, peak memory.
 JOBS="${LORALAND_GO_JOBS:-2}"
+export GOGC="${GOGC:-400}"
 
 cd "$HACK_DIR"
 modver() { go list -m -f '{{.Version}}' "$1"; }

@@ -31,6 +31,7 @@
 #   * --print: compute and print the above without building (exits 3 if not built yet).
 #   * after a build, older localhost/loraland images (other tags, other bases) are removed
 #     from the storage, unless a container still uses them.
+#   * runs are serialised by a lock ($LORALAND_CACHE/images/.lock): a second run waits.
 #
 # The base: Debian bookworm's own Python 3.11 from debootstrap (minbase), tarred and ADDed
 # onto `FROM scratch`, passed through the Dockerfile's PYTHON_IMAGE argument. The Debian
@@ -276,6 +277,14 @@ fi
 
 ensure_tools
 mkdir -p "$IMG_CACHE"
+# One build at a time: `make test` starts one in the background while the Go binaries
+# compile, and the image tests and the real-node fixture run this script again; a second
+# run waits here, then finds the images built and only pushes what it was asked to.
+exec 9>"$IMG_CACHE/.lock"
+if ! flock -n 9; then
+    log "waiting for another hack/images.sh to finish"
+    flock 9
+fi
 build_base_rootfs
 BASE_REF="$(base_image)"
 [[ -z "$BASE_ONLY" ]] || { echo "LORALAND_BASE_IMAGE=$BASE_REF"; exit 0; }
