@@ -1,4 +1,4 @@
-"""The batched LoRA op and the Linear wrapper against plain-torch references."""
+"""The paged LoRA ops and the Linear wrapper against plain-torch references."""
 
 from __future__ import annotations
 
@@ -7,80 +7,17 @@ import torch
 from loraland.serving.lora.layers import LoraSlotBank, choose_stacked
 from loraland.serving.lora.loading import LoadedAdapter, ModuleWeights
 from loraland.serving.lora.ops import (
-    batched_lora_delta,
-    gather_lora_delta,
+    PAGE,
+    a_bag_index,
     padded_gather_lora_delta,
-    reference_lora_delta,
-    rows_reference_lora_delta,
+    page_rows,
+    page_weights,
+    pages_for,
+    pages_reference_lora_delta,
     segmented_lora_delta,
-    slot_layout,
-    stacked_rows_lora_delta,
+    stacked_lora_delta,
 )
 from torch import nn
-
-
-def slot_tensors(slots: int, rank: int, d_in: int, d_out: int) -> tuple[torch.Tensor, ...]:
-    torch.manual_seed(0)
-    a = torch.randn(slots, rank, d_in)
-    b = torch.randn(slots, d_out, rank)
-    scale = torch.rand(slots) + 0.5
-    a[0], b[0], scale[0] = 0, 0, 0  # slot 0: no adapter
-    return a, b, scale
-
-
-def batched(
-    x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, idx: torch.Tensor
-) -> torch.Tensor:
-    """batched_lora_delta on ``[n, t, in]`` rows, the way the Linear wrapper calls it."""
-    n, tokens, d_in = x.shape
-    active, onehot = slot_layout(idx, x.dtype)
-    delta = batched_lora_delta(
-        x.reshape(n * tokens, d_in),
-        a,
-        b,
-        scale,
-        active,
-        onehot.repeat_interleave(tokens, 0),
-        idx.repeat_interleave(tokens, 0),
-    )
-    return delta.view(n, tokens, -1)
-
-
-@pytest.mark.parametrize("tokens", [1, 5])
-@pytest.mark.parametrize("op", [batched, gather_lora_delta])
-def test_batched_ops_match_reference(tokens: int, op: object) -> None:
-    a, b, scale = slot_tensors(5, 4, 16, 12)
-    x = torch.randn(7, tokens, 16)
-    idx = torch.tensor([3, 0, 1, 3, 4, 2, 0])
-    fast = op(x, a, b, scale, idx)  # type: ignore[operator]
-    assert fast.shape == (7, tokens, 12)
-    torch.testing.assert_close(fast, reference_lora_delta(x, a, b, scale, idx))
-    assert torch.equal(fast[1], torch.zeros_like(fast[1]))  # slot 0 adds exactly nothing
-
-
-def test_slot_layout() -> None:
-    active, onehot = slot_layout(torch.tensor([4, 2, 4, 7]), torch.float32)
-    assert active.tolist() == [2, 4, 7]
-    assert onehot.tolist() == [[0, 1, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]]
-
-
-def test_single_adapter_batch_is_plain_lora() -> None:
-    a, b, scale = slot_tensors(3, 4, 8, 6)
-    x = torch.randn(4, 2, 8)
-    idx = torch.tensor([2, 2, 2, 2])
-    expected = (x @ a[2].T) @ b[2].T * scale[2]
-    torch.testing.assert_close(batched(x, a, b, scale, idx), expected)
-
-
-def test_zero_padding_to_a_larger_rank_changes_nothing() -> None:
-    a, b, scale = slot_tensors(3, 4, 8, 8)
-    padded_a = torch.cat([a, torch.zeros(3, 4, 8)], dim=1)
-    padded_b = torch.cat([b, torch.zeros(3, 8, 4)], dim=2)
-    x = torch.randn(3, 2, 8)
-    idx = torch.tensor([1, 2, 0])
-    torch.testing.assert_close(
-        batched(x, padded_a, padded_b, scale, idx), batched(x, a, b, scale, idx)
-    )
 
 
 class Tiny(nn.Module):
@@ -152,81 +89,117 @@ def test_slot_out_of_range_is_refused() -> None:
         bank.write(2, adapter("x", 2, {"q_proj": (8, 6)}, seed=6))
 
 
-# -- rank-row forms ---------------------------------------------------------------------
+# -- paged forms ---------------------------------------------------------------------------
 
 
-def rank_row_pool(ranks: list[int], d_in: int, d_out: int) -> tuple[torch.Tensor, ...]:
-    """A pool holding one adapter per rank, rows scattered (not contiguous), row 0 zero."""
+def page_pool(ranks: list[int], d_in: int, d_out: int) -> tuple[torch.Tensor, ...]:
+    """A pool holding one adapter per rank, pages scattered (not contiguous), page 0 zero,
+    and each adapter's rank rows past its rank zero, as the bank writes them."""
     torch.manual_seed(3)
-    total = 1 + sum(ranks)
-    a_rows = torch.randn(total, d_in)
-    b_rows = torch.randn(total, d_out)
-    scale_rows = torch.zeros(total)
-    a_rows[0], b_rows[0] = 0, 0
-    return a_rows, b_rows, scale_rows
+    total = 1 + sum(pages_for(r) for r in ranks)
+    a_pages = torch.randn(total * d_in, PAGE)
+    b_rows = torch.randn(total * PAGE, d_out)
+    scale_pages = torch.zeros(total)
+    a_pages[:d_in], b_rows[:PAGE] = 0, 0
+    return a_pages, b_rows, scale_pages
 
 
-def scattered(ranks: list[int], scale_rows: torch.Tensor) -> list[list[int]]:
-    order = torch.randperm(len(scale_rows) - 1, generator=torch.Generator().manual_seed(5)) + 1
+def scattered(ranks: list[int], pool: tuple[torch.Tensor, ...]) -> list[list[int]]:
+    a_pages, b_rows, scale_pages = pool
+    d_in = a_pages.shape[0] // len(scale_pages)
+    order = torch.randperm(len(scale_pages) - 1, generator=torch.Generator().manual_seed(5)) + 1
     adapters, start = [], 0
     for i, rank in enumerate(ranks):
-        rows = order[start : start + rank].tolist()
-        scale_rows[rows] = 0.5 + i
-        adapters.append(rows)
-        start += rank
+        pages = order[start : start + pages_for(rank)].tolist()
+        scale_pages[pages] = 0.5 + i
+        last = pages[-1]
+        used = rank - PAGE * (len(pages) - 1)  # rank rows the last page holds
+        a_pages.view(-1, d_in, PAGE)[last, :, used:] = 0
+        b_rows.view(-1, PAGE, b_rows.shape[1])[last, used:] = 0
+        adapters.append(pages)
+        start += len(pages)
     return adapters
 
 
-def step_tensors(rows_of: list[list[int]]) -> dict[str, torch.Tensor]:
-    widest = max(len(r) for r in rows_of)
+def step_tensors(pages_of: list[list[int]], d_in: int) -> dict[str, torch.Tensor]:
+    pages = torch.tensor([p for own in pages_of for p in own], dtype=torch.long)
     offsets, start = [], 0
-    for rows in rows_of:
-        offsets.append(start)
-        start += len(rows)
-    distinct: dict[tuple[int, ...], None] = {tuple(r): None for r in rows_of if r}
-    active = [r for rows in distinct for r in rows]
-    member = torch.zeros(len(rows_of), len(active))
+    for own in pages_of:
+        offsets.append(start * PAGE)
+        start += len(own)
+    distinct: dict[tuple[int, ...], None] = {tuple(p): None for p in pages_of if p}
+    active = [p for own in distinct for p in own]
+    member = torch.zeros(len(pages_of), PAGE * len(active))
     column = 0
-    for rows in distinct:
-        for i, own in enumerate(rows_of):
-            if tuple(own) == rows:
-                member[i, column : column + len(rows)] = 1
-        column += len(rows)
+    for own in distinct:
+        for i, row in enumerate(pages_of):
+            if tuple(row) == own:
+                member[i, column : column + PAGE * len(own)] = 1
+        column += PAGE * len(own)
+    widest = max(len(p) for p in pages_of)
+    a_index, a_offsets = a_bag_index(pages, d_in)
     return {
-        "row_ids": torch.tensor([r for rows in rows_of for r in rows], dtype=torch.long),
-        "owner": torch.tensor([i for i, rows in enumerate(rows_of) for _ in rows]),
-        "offsets": torch.tensor(offsets),
-        "first_row": torch.tensor([rows[0] if rows else 0 for rows in rows_of]),
-        "active_rows": torch.tensor(active, dtype=torch.long),
+        "page_owner": torch.tensor([i for i, own in enumerate(pages_of) for _ in own]),
+        "a_index": a_index,
+        "a_offsets": a_offsets,
+        "b_index": page_rows(pages),
+        "b_offsets": torch.tensor(offsets),
+        "first_page": torch.tensor([own[0] if own else 0 for own in pages_of]),
+        "active_pages": torch.tensor(active, dtype=torch.long),
         "member": member,
-        "row_matrix": torch.tensor([rows + [0] * (widest - len(rows)) for rows in rows_of]),
+        "page_matrix": torch.tensor([p + [0] * (widest - len(p)) for p in pages_of]),
     }
 
 
-@pytest.mark.parametrize("mix", [[8], [4, 8, 16, 64], [2, 2, 2]])
-def test_rank_row_forms_match_the_reference(mix: list[int]) -> None:
-    a_rows, b_rows, scale_rows = rank_row_pool(mix, 16, 12)
-    adapters = scattered(mix, scale_rows)
-    # Rows on every adapter, repeated adapters, and rows without any.
-    rows_of = [adapters[i % len(adapters)] for i in range(7)] + [[]]
-    t = step_tensors(rows_of)
-    x = torch.randn(len(rows_of), 1, 16)
-    want = rows_reference_lora_delta(x, a_rows, b_rows, scale_rows, rows_of)
-    segmented = segmented_lora_delta(
-        x[:, 0], a_rows, b_rows, scale_rows, t["row_ids"], t["owner"], t["offsets"], t["first_row"]
+def test_page_layout_round_trips_an_adapter() -> None:
+    d_in, d_out = 5, 3
+    a_pages, b_rows, _ = page_pool([12], d_in, d_out)
+    a, b = torch.randn(12, d_in), torch.randn(d_out, 12)
+    a_pages.view(-1, d_in, PAGE)[[2, 1]] = (
+        torch.cat([a.T, torch.zeros(d_in, 4)], 1).view(d_in, 2, PAGE).transpose(0, 1)
     )
-    stacked = stacked_rows_lora_delta(
-        x[:, 0], a_rows, b_rows, scale_rows, t["active_rows"], t["member"], t["first_row"]
+    b_rows[page_rows(torch.tensor([2, 1]))] = torch.cat([b.T, torch.zeros(4, d_out)])
+    got_a, got_b = page_weights(a_pages, b_rows, [2, 1])
+    assert torch.equal(got_a[:12], a) and torch.equal(got_b[:, :12], b)
+    assert page_rows(torch.tensor([2, 0])).tolist() == [*range(16, 24), *range(8)]
+
+
+@pytest.mark.parametrize("mix", [[8], [4, 8, 16, 64], [2, 2, 2], [9]])
+def test_paged_forms_match_the_reference(mix: list[int]) -> None:
+    pool = page_pool(mix, 16, 12)
+    a_pages, b_rows, scale_pages = pool
+    adapters = scattered(mix, pool)
+    # Rows on every adapter, repeated adapters, and rows without any.
+    pages_of = [adapters[i % len(adapters)] for i in range(7)] + [[]]
+    t = step_tensors(pages_of, 16)
+    x = torch.randn(len(pages_of), 1, 16)
+    want = pages_reference_lora_delta(x, a_pages, b_rows, scale_pages, pages_of)
+    segmented = segmented_lora_delta(
+        x[:, 0],
+        a_pages,
+        b_rows,
+        scale_pages,
+        t["page_owner"],
+        t["a_index"],
+        t["a_offsets"],
+        t["b_index"],
+        t["b_offsets"],
+        t["first_page"],
+    )
+    stacked = stacked_lora_delta(
+        x[:, 0], a_pages, b_rows, scale_pages, t["active_pages"], t["member"], t["first_page"]
     )
     # Sums in another order than the oracle's: fp32 rounding, relative to values ~100.
     close = {"rtol": 1e-5, "atol": 1e-4}
     torch.testing.assert_close(segmented, want[:, 0], **close)
     torch.testing.assert_close(stacked, want[:, 0], **close)
     assert torch.equal(segmented[-1], torch.zeros(12))  # no adapter: exactly nothing
-    prompts = torch.randn(len(rows_of), 5, 16)
-    gathered = padded_gather_lora_delta(prompts, a_rows, b_rows, scale_rows, t["row_matrix"])
+    prompts = torch.randn(len(pages_of), 5, 16)
+    gathered = padded_gather_lora_delta(prompts, a_pages, b_rows, scale_pages, t["page_matrix"])
     torch.testing.assert_close(
-        gathered, rows_reference_lora_delta(prompts, a_rows, b_rows, scale_rows, rows_of), **close
+        gathered,
+        pages_reference_lora_delta(prompts, a_pages, b_rows, scale_pages, pages_of),
+        **close,
     )
 
 
@@ -257,15 +230,15 @@ def test_bank_mixed_ranks_every_form(decode: bool) -> None:
             torch.testing.assert_close(got[row : row + 1], want)
 
 
-def test_bank_frees_and_reuses_rank_rows_within_its_budget() -> None:
-    bank = LoraSlotBank(Tiny(), slots=3, max_rows=12)
-    bank.write(1, adapter("a", 8, {"q_proj": (8, 6)}, seed=1))
-    bank.write(2, adapter("b", 4, {"q_proj": (8, 6)}, seed=2))
-    assert bank.used_rows == 12
-    with pytest.raises(ValueError, match="no room for 4 rank rows"):
+def test_bank_frees_and_reuses_pages_within_its_budget() -> None:
+    bank = LoraSlotBank(Tiny(), slots=3, max_rows=24)
+    bank.write(1, adapter("a", 9, {"q_proj": (8, 6)}, seed=1))  # two pages
+    bank.write(2, adapter("b", 4, {"q_proj": (8, 6)}, seed=2))  # one, half of it padding
+    assert bank.used_rows == 24
+    with pytest.raises(ValueError, match="no room for 8 rank rows"):
         bank.write(3, adapter("c", 4, {"q_proj": (8, 6)}, seed=3))
     bank.free(1)
-    assert bank.used_rows == 4
+    assert bank.used_rows == 8
     narrow = adapter("c", 4, {"q_proj": (8, 6)}, seed=3)
     bank.write(3, narrow)
     model = bank.model
@@ -274,12 +247,13 @@ def test_bank_frees_and_reuses_rank_rows_within_its_budget() -> None:
     torch.testing.assert_close(model(x), expected(model, x, narrow))  # type: ignore[arg-type]
 
 
-def test_bank_growth_stops_at_its_memory_budget_unless_admitted_rows_need_more() -> None:
-    # One rank row of q_proj (8 in, 6 out, fp32) is 56 bytes: 20 rows fit 1120 bytes.
-    bank = LoraSlotBank(Tiny(), slots=3, max_bytes=20 * 56)
+def test_bank_growth_stops_at_its_memory_budget_unless_admitted_pages_need_more() -> None:
+    # One page of q_proj (8 rank rows, 8 in, 6 out, fp32) is 448 bytes: 3 fit 1344 bytes.
+    bank = LoraSlotBank(Tiny(), slots=3, max_bytes=3 * 448)
     bank.write(1, adapter("a", 8, {"q_proj": (8, 6)}, seed=1))
     wrapper = bank.wrappers["q_proj"]
-    assert wrapper.a_rows.shape[0] == 21  # 20 rows + the zero row, not the 256 minimum
-    bank.write(2, adapter("b", 16, {"q_proj": (8, 6)}, seed=2))
-    assert wrapper.a_rows.shape[0] == 25  # admitted by the registry: it gets its rows
-    assert bank.used_rows == 24
+    assert wrapper.scale_pages.shape[0] == 4  # 3 pages + the zero page, not the 32 minimum
+    assert wrapper.a_pages.shape == (4 * 8, PAGE)
+    bank.write(2, adapter("b", 32, {"q_proj": (8, 6)}, seed=2))
+    assert wrapper.scale_pages.shape[0] == 6  # admitted by the registry: it gets its pages
+    assert bank.used_rows == 40

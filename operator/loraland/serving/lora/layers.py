@@ -1,25 +1,24 @@
 """Wrapping a base model's Linear modules so each batch row gets its own LoRA delta.
 
 :class:`BatchedLoraLinear` replaces a target ``nn.Linear`` (``q_proj``, ``v_proj``...) and
-computes ``base(x) + delta`` with the rank-row ops of :mod:`loraland.serving.lora.ops`.
+computes ``base(x) + delta`` with the paged ops of :mod:`loraland.serving.lora.ops`.
 All wrappers share one :class:`LoraContext`, which the engine sets before each forward
 with the per-row adapters, so the transformers model itself is untouched: its attention,
 KV cache and masks work as they always do.
 
-:class:`LoraSlotBank` owns the wrappers and the rank-row pools. An adapter of rank ``r``
-in slot ``s`` owns ``r`` rows of every wrapper's pool (zero rows where it does not
-target that module, or has a smaller rank there), wherever free rows are: there is no
-padding to a common rank and no fragmentation (S-LoRA's unified paging, with one page
-per rank). Pools grow by doubling up to ``max_rows`` (a hard cap, in rank rows) and,
-growing, never past what ``max_bytes`` holds over the wrapped modules (the memory budget,
-which the registry keeps by charging each adapter for its own modules: see
-:func:`adapter_device_bytes`). Modules are wrapped the first time an adapter targets
-them. Only the engine thread writes weights and sets rows; :meth:`LoraSlotBank.free`
-may come from any thread.
+:class:`LoraSlotBank` owns the wrappers and the page pools. An adapter of rank ``r`` in
+slot ``s`` owns ``ceil(r / PAGE)`` pages of every wrapper's pool (zero rank rows where it
+does not target that module, or has a smaller rank there), wherever free pages are: no
+padding to a common rank and no fragmentation (S-LoRA's unified paging). Pools grow by
+doubling up to ``max_rows`` (a hard cap, in rank rows) and, growing, never past what
+``max_bytes`` holds over the wrapped modules (the memory budget, which the registry keeps
+by charging each adapter for its own modules: see :func:`adapter_device_bytes`). Modules
+are wrapped the first time an adapter targets them. Only the engine thread writes weights
+and sets rows; :meth:`LoraSlotBank.free` may come from any thread.
 
 Per decode step :meth:`LoraSlotBank.set_rows` picks the cheaper form from a cost model
 (see :data:`SEGMENT_COST`): the stacked GEMMs while few adapters share the batch, the
-segmented gather once many do. Prefill uses the padded gather (``bmm`` per row).
+segmented bags once many do. Prefill uses the padded gather (``bmm`` per row).
 """
 
 from __future__ import annotations
@@ -32,20 +31,23 @@ from torch import nn
 
 from loraland.serving.lora.loading import LoadedAdapter
 from loraland.serving.lora.ops import (
+    PAGE,
+    a_bag_index,
     padded_gather_lora_delta,
+    page_rows,
+    pages_for,
     segmented_lora_delta,
-    stacked_rows_lora_delta,
+    stacked_lora_delta,
 )
 
 #: Cost of one rank row in the segmented decode form, relative to one (row, rank-row)
-#: entry of the stacked form's dense GEMM. The segmented form gathers ``R`` rank rows
-#: and does elementwise products over them; the stacked form does ``rows x K`` work in
-#: two GEMMs. ``benchmarks/serving/lora_ops.py`` measures both: on CPU (1 thread,
-#: 576-wide layers, 32 rows) the segmented form costs about as much as a stacked GEMM
-#: 6-10x its size, so the break-even is near 8 adapters of equal rank in a 32-row batch.
-SEGMENT_COST = 8.0
+#: entry of the stacked form's dense GEMMs. ``benchmarks/serving/lora_ops.py`` measures
+#: both: on CPU (1 thread, 576-wide layers, 32 rows) the bags cost about what the GEMMs
+#: cost when all rows share one adapter (74 vs 71 us) and win from two adapters on, so
+#: the stacked form is kept for a batch on one adapter.
+SEGMENT_COST = 1.0
 
-_MIN_ROWS = 256
+_MIN_PAGES = 32
 
 
 @dataclass(frozen=True)
@@ -59,18 +61,18 @@ class RowBytes:
 
 
 def adapter_device_bytes(adapter: LoadedAdapter) -> int:
-    """The device-tier charge of ``adapter``: its rank rows in the modules it targets.
+    """The device-tier charge of ``adapter``: its pages in the modules it targets.
 
-    Rows are allocated at the adapter's largest rank in each module it targets, so a
-    rank-8 adapter on q/k/v/o costs 8 rows of those four, not of the MLP as well (2.65x
-    less on the embedded SmolLM2-135M). The pools are row-unified, so when adapters of one
-    server target different modules each also holds zero rows in the others' modules,
-    which this does not charge; :class:`LoraSlotBank` then outgrows ``max_bytes`` rather
-    than refuse an adapter the registry admitted.
+    Pages are allocated for the adapter's largest rank in each module it targets, so a
+    rank-8 adapter on q/k/v/o costs 8 rank rows of those four, not of the MLP as well
+    (2.65x less on the embedded SmolLM2-135M). The pools are page-unified, so when
+    adapters of one server target different modules each also holds zero rows in the
+    others' modules, which this does not charge; :class:`LoraSlotBank` then outgrows
+    ``max_bytes`` rather than refuse an adapter the registry admitted.
     """
-    rank = adapter.max_rank
+    rows = pages_for(adapter.max_rank) * PAGE
     return sum(
-        rank * (w.a.shape[1] + w.b.shape[0]) * w.a.element_size() for w in adapter.weights.values()
+        rows * (w.a.shape[1] + w.b.shape[0]) * w.a.element_size() for w in adapter.weights.values()
     )
 
 
@@ -78,17 +80,28 @@ def adapter_device_bytes(adapter: LoadedAdapter) -> int:
 class _Step:
     """Index tensors of one batch composition (reused while the composition holds)."""
 
-    #: Rank rows of every batch row, its owner row, and each row's first rank row.
-    row_ids: torch.Tensor
-    owner: torch.Tensor
-    offsets: torch.Tensor
-    first_row: torch.Tensor
-    #: Stacked form: rank rows of the distinct adapters, and which columns each row uses.
-    active_rows: torch.Tensor
+    #: Every batch row's pages, row after row, and the batch row each belongs to.
+    pages: torch.Tensor
+    page_owner: torch.Tensor
+    #: B side of the segmented form: the pages' rank rows and where each row's start.
+    b_index: torch.Tensor
+    b_offsets: torch.Tensor
+    #: One page of each row (0: no adapter), for its scaling.
+    first_page: torch.Tensor
+    #: Stacked form: pages of the distinct adapters, and which rank rows each row uses.
+    active_pages: torch.Tensor
     member: torch.Tensor
-    #: Prefill: each row's rank rows padded with row 0 to the batch's largest rank.
-    row_matrix: torch.Tensor
+    #: Prefill: each row's pages padded with page 0 to the batch's most.
+    page_matrix: torch.Tensor
     stacked: bool
+    #: A side of the segmented form per input width (made by the first module of each).
+    a_bags: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+
+    def a_bag(self, d_in: int) -> tuple[torch.Tensor, torch.Tensor]:
+        bag = self.a_bags.get(d_in)
+        if bag is None:
+            bag = self.a_bags[d_in] = a_bag_index(self.pages, d_in)
+        return bag
 
 
 @dataclass
@@ -103,46 +116,52 @@ class LoraContext:
 
 
 class BatchedLoraLinear(nn.Module):
-    def __init__(self, base: nn.Linear, context: LoraContext, rows: int) -> None:
+    def __init__(self, base: nn.Linear, context: LoraContext, pages: int) -> None:
         super().__init__()
         self.base = base
         self.context = context
         self.in_features = base.in_features
         self.out_features = base.out_features
         weight = base.weight
-        self.a_rows = weight.new_zeros(rows, base.in_features)
-        self.b_rows = weight.new_zeros(rows, base.out_features)
-        self.scale_rows = weight.new_zeros(rows)
+        self.a_pages = weight.new_zeros(pages * base.in_features, PAGE)
+        self.b_rows = weight.new_zeros(pages * PAGE, base.out_features)
+        self.scale_pages = weight.new_zeros(pages)
 
-    def grow(self, rows: int) -> None:
-        have = self.a_rows.shape[0]
-        if rows <= have:
+    def grow(self, pages: int) -> None:
+        have = self.scale_pages.shape[0]
+        if pages <= have:
             return
-        for name in ("a_rows", "b_rows", "scale_rows"):
+        for name, per_page in (
+            ("a_pages", self.in_features),
+            ("b_rows", PAGE),
+            ("scale_pages", 1),
+        ):
             old = getattr(self, name)
-            new = old.new_zeros(rows, *old.shape[1:])
-            new[:have] = old
+            new = old.new_zeros(pages * per_page, *old.shape[1:])
+            new[: have * per_page] = old
             setattr(self, name, new)
 
     def write(
-        self, ids: torch.Tensor, a: torch.Tensor | None, b: torch.Tensor | None, scale: float
+        self, pages: torch.Tensor, a: torch.Tensor | None, b: torch.Tensor | None, scale: float
     ) -> None:
-        """Fill rank rows ``ids`` (the adapter's, all of them) with ``a``/``b`` (or zeros).
+        """Fill ``pages`` (the adapter's, all of them) with ``a``/``b`` (or zeros).
 
-        Rows a previous owner left behind are overwritten or zeroed, never read: only
-        the rows past this module's own rank are zero-filled (this runs on the engine
-        thread for every wrapper whenever an adapter enters the device tier)."""
+        Whatever a previous owner left in them is overwritten, never read: the rank rows
+        past this module's own rank are written as zeros (this runs on the engine thread
+        for every wrapper whenever an adapter enters the device tier)."""
+        count = pages.shape[0]
         rank = 0 if a is None or b is None else a.shape[0]
-        if rank < ids.shape[0]:
-            rest = ids[rank:]
-            self.a_rows.index_fill_(0, rest, 0.0)
-            self.b_rows.index_fill_(0, rest, 0.0)
-        self.scale_rows.index_fill_(0, ids, scale if rank else 0.0)
-        if a is None or b is None:
-            return
-        own = ids[:rank]
-        self.a_rows.index_copy_(0, own, a.to(self.a_rows.device, non_blocking=True))
-        self.b_rows.index_copy_(0, own, b.T.to(self.b_rows.device, non_blocking=True))
+        a_t = self.a_pages.new_zeros(self.in_features, count * PAGE)
+        b_t = self.b_rows.new_zeros(count * PAGE, self.out_features)
+        if a is not None and b is not None:
+            a_t[:, :rank] = a.T.to(a_t.device, non_blocking=True)
+            b_t[:rank] = b.T.to(b_t.device, non_blocking=True)
+        pooled_a = self.a_pages.view(-1, self.in_features, PAGE)
+        pooled_a.index_copy_(0, pages, a_t.view(self.in_features, count, PAGE).transpose(0, 1))
+        self.b_rows.view(-1, PAGE, self.out_features).index_copy_(
+            0, pages, b_t.view(count, PAGE, self.out_features)
+        )
+        self.scale_pages.index_fill_(0, pages, scale if rank else 0.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y: torch.Tensor = self.base(x)
@@ -157,29 +176,32 @@ class BatchedLoraLinear(nn.Module):
         if tokens == 1 and self.context.decode:
             flat = x.view(n, self.in_features)
             if step.stacked:
-                delta = stacked_rows_lora_delta(
+                delta = stacked_lora_delta(
                     flat,
-                    self.a_rows,
+                    self.a_pages,
                     self.b_rows,
-                    self.scale_rows,
-                    step.active_rows,
+                    self.scale_pages,
+                    step.active_pages,
                     step.member,
-                    step.first_row,
+                    step.first_page,
                 )
             else:
+                a_index, a_offsets = step.a_bag(self.in_features)
                 delta = segmented_lora_delta(
                     flat,
-                    self.a_rows,
+                    self.a_pages,
                     self.b_rows,
-                    self.scale_rows,
-                    step.row_ids,
-                    step.owner,
-                    step.offsets,
-                    step.first_row,
+                    self.scale_pages,
+                    step.page_owner,
+                    a_index,
+                    a_offsets,
+                    step.b_index,
+                    step.b_offsets,
+                    step.first_page,
                 )
             return y + delta.view(n, 1, self.out_features)
         delta = padded_gather_lora_delta(
-            x, self.a_rows, self.b_rows, self.scale_rows, step.row_matrix
+            x, self.a_pages, self.b_rows, self.scale_pages, step.page_matrix
         )
         return y + delta
 
@@ -208,9 +230,9 @@ class LoraSlotBank:
 
     def __post_init__(self) -> None:
         self.ranks = [0] * (self.slots + 1)
-        self._rows_of: dict[int, list[int]] = {}
-        self._capacity = 1  # row 0: the zero row every padding points at
-        self._free_rows: list[int] = []
+        self._pages_of: dict[int, list[int]] = {}
+        self._capacity = 1  # page 0: the zero page every padding points at
+        self._free_pages: list[int] = []
         self._lock = threading.Lock()
 
     # -- memory ---------------------------------------------------------------------------
@@ -225,51 +247,53 @@ class LoraSlotBank:
         ]
         return RowBytes(every_linear=max(sum(sizes), 1), cheapest=max(min(sizes, default=1), 1))
 
-    def _wrapped_row_bytes(self) -> int:
-        return max(
+    def _wrapped_page_bytes(self) -> int:
+        return PAGE * max(
             1,
             sum(
-                (w.in_features + w.out_features) * w.a_rows.element_size()
+                (w.in_features + w.out_features) * w.b_rows.element_size()
                 for w in self.wrappers.values()
             ),
         )
 
     @property
     def used_rows(self) -> int:
+        """Rank rows the resident adapters hold, whole pages."""
         with self._lock:
-            return sum(len(r) for r in self._rows_of.values())
+            return PAGE * sum(len(p) for p in self._pages_of.values())
 
     def _allocate(self, count: int) -> list[int]:
         with self._lock:
-            short = count - len(self._free_rows)
+            short = count - len(self._free_pages)
             if short > 0:
-                grown = max(self._capacity * 2, self._capacity + short, _MIN_ROWS)
+                grown = max(self._capacity * 2, self._capacity + short, _MIN_PAGES)
                 if self.max_bytes is not None:
                     # Growing by doubling must not overshoot the memory budget; what the
-                    # registry admitted (row count) always gets its rows, though.
-                    fits = self.max_bytes // self._wrapped_row_bytes() + 1
+                    # registry admitted (page count) always gets its pages, though.
+                    fits = self.max_bytes // self._wrapped_page_bytes() + 1
                     grown = max(min(grown, fits), self._capacity + short)
                 if self.max_rows is not None:
-                    grown = min(grown, self.max_rows + 1)
+                    grown = min(grown, self.max_rows // PAGE + 1)
                 if grown - self._capacity < short:
+                    in_use = PAGE * (self._capacity - 1 - len(self._free_pages))
                     raise ValueError(
-                        f"no room for {count} rank rows: {self.max_rows} rows budgeted, "
-                        f"{self._capacity - 1 - len(self._free_rows)} in use"
+                        f"no room for {count * PAGE} rank rows: {self.max_rows} rows "
+                        f"budgeted, {in_use} in use"
                     )
-                self._free_rows.extend(range(grown - 1, self._capacity - 1, -1))
+                self._free_pages.extend(range(grown - 1, self._capacity - 1, -1))
                 self._capacity = grown
                 for wrapper in self.wrappers.values():
                     wrapper.grow(grown)
-            taken = self._free_rows[-count:] if count else []
-            del self._free_rows[len(self._free_rows) - count :]
+            taken = self._free_pages[-count:] if count else []
+            del self._free_pages[len(self._free_pages) - count :]
             return taken
 
     def free(self, slot: int) -> None:
-        """Give ``slot``'s rank rows back (its adapter left the device tier)."""
+        """Give ``slot``'s pages back (its adapter left the device tier)."""
         with self._lock:
-            rows = self._rows_of.pop(slot, None)
-            if rows:
-                self._free_rows.extend(rows)
+            pages = self._pages_of.pop(slot, None)
+            if pages:
+                self._free_pages.extend(pages)
             if 0 <= slot < len(self.ranks):
                 self.ranks[slot] = 0
             self.context.key = None
@@ -277,17 +301,17 @@ class LoraSlotBank:
     # -- weights --------------------------------------------------------------------------
 
     def write(self, slot: int, adapter: LoadedAdapter) -> None:
-        """Copy ``adapter`` into ``slot``: its rank rows in every wrapper (zeros where it
-        has no weights)."""
+        """Copy ``adapter`` into ``slot``: its pages in every wrapper (zeros where it has
+        no weights)."""
         if not 1 <= slot <= self.slots:
             raise ValueError(f"slot {slot} out of range 1..{self.slots}")
         for module in adapter.weights:
             self._wrap(module)
         self.free(slot)
         rank = adapter.max_rank
-        rows = self._allocate(rank)
+        pages = self._allocate(pages_for(rank))
         device = self._device_dtype()[0]
-        ids = torch.tensor(rows, dtype=torch.long, device=device)
+        ids = torch.tensor(pages, dtype=torch.long, device=device)
         for name, wrapper in self.wrappers.items():
             weights = adapter.weights.get(name)
             if weights is None:
@@ -295,7 +319,7 @@ class LoraSlotBank:
             else:
                 wrapper.write(ids, weights.a, weights.b, weights.scale)
         with self._lock:
-            self._rows_of[slot] = rows
+            self._pages_of[slot] = pages
             self.ranks[slot] = rank
             self.context.key = None
 
@@ -310,53 +334,53 @@ class LoraSlotBank:
         ctx.key = key
         ctx.decode = decode
         with self._lock:
-            rows_of = [self._rows_of.get(s, []) if s else [] for s in slots]
-        if not any(rows_of):
+            pages_of = [self._pages_of.get(s, []) if s else [] for s in slots]
+        if not any(pages_of):
             ctx.step = None
             return
-        device = self._device_dtype()[0]
-        dtype = self._device_dtype()[1]
+        device, dtype = self._device_dtype()
 
         def tensor(values: list[int]) -> torch.Tensor:
             return torch.tensor(values, dtype=torch.long, device=device)
 
-        row_ids = [r for rows in rows_of for r in rows]
-        owner = [i for i, rows in enumerate(rows_of) for _ in rows]
-        first = [rows[0] if rows else 0 for rows in rows_of]
-        offsets = []
-        start = 0
-        for rows in rows_of:
-            offsets.append(start)
-            start += len(rows)
+        pages = tensor([p for own in pages_of for p in own])
+        starts, start = [], 0
+        for own in pages_of:
+            starts.append(start * PAGE)
+            start += len(own)
         distinct: dict[int, list[int]] = {}
-        for s, rows in zip(slots, rows_of, strict=True):
-            if rows:
-                distinct.setdefault(s, rows)
-        active = [r for rows in distinct.values() for r in rows]
-        stacked = choose_stacked(len(slots), len(active), len(row_ids))
+        for s, own in zip(slots, pages_of, strict=True):
+            if own:
+                distinct.setdefault(s, own)
+        active = [p for own in distinct.values() for p in own]
+        stacked = decode and choose_stacked(
+            len(slots), PAGE * len(active), PAGE * int(pages.shape[0])
+        )
         member = torch.zeros(0)
-        if stacked and decode:
+        if stacked:
             columns: dict[int, tuple[int, int]] = {}
             start = 0
-            for s, rows in distinct.items():
-                columns[s] = (start, start + len(rows))
-                start += len(rows)
-            member = torch.zeros(len(slots), len(active), dtype=dtype)
+            for s, own in distinct.items():
+                columns[s] = (start, start + PAGE * len(own))
+                start += PAGE * len(own)
+            member = torch.zeros(len(slots), PAGE * len(active), dtype=dtype)
             for i, s in enumerate(slots):
                 if s in columns:
                     lo, hi = columns[s]
                     member[i, lo:hi] = 1
             member = member.to(device)
-        widest = max(len(rows) for rows in rows_of)
-        matrix = [rows + [0] * (widest - len(rows)) for rows in rows_of]
+        widest = max(len(own) for own in pages_of)
         ctx.step = _Step(
-            row_ids=tensor(row_ids),
-            owner=tensor(owner),
-            offsets=tensor(offsets),
-            first_row=tensor(first),
-            active_rows=tensor(active),
+            pages=pages,
+            page_owner=tensor([i for i, own in enumerate(pages_of) for _ in own]),
+            b_index=page_rows(pages),
+            b_offsets=tensor(starts),
+            first_page=tensor([own[0] if own else 0 for own in pages_of]),
+            active_pages=tensor(active),
             member=member,
-            row_matrix=tensor([r for row in matrix for r in row]).view(len(slots), widest),
+            page_matrix=tensor(
+                [p for own in pages_of for p in own + [0] * (widest - len(own))]
+            ).view(len(slots), widest),
             stacked=stacked,
         )
 

@@ -1,186 +1,157 @@
-"""The batched LoRA op: every row of a batch applies its own adapter in one computation.
+"""The batched LoRA ops: every row of a batch applies its own adapter in one computation.
 
-Slot tensors stack all device-resident adapters of one target module:
-``A: [slots, r, in]``, ``B: [slots, out, r]``, ``scale: [slots]``, zero-padded to a common
-rank ``r`` (zero rows of A and zero columns of B add exactly nothing). Slot 0 is all
-zeros and means "no adapter". For a row with slot ``s`` the delta is PEFT's
-``lora_B(lora_A(x)) * scaling``:
+Adapters live in paged pools, one set per target module (S-LoRA's unified paging). A page
+holds :data:`PAGE` rank rows of one adapter; an adapter of rank ``r`` owns
+``ceil(r / PAGE)`` pages anywhere in the pool, and page 0 is all zeros (scale 0): it pads
+and means "no adapter". Per module:
 
-    delta = (x @ A[s]^T) @ B[s]^T * scale[s]
+- ``a_pages: [pages * in, PAGE]``: each page's slice of A, transposed. Row ``p * in + k``
+  holds ``A[j, k]`` for the page's rank rows ``j``, so one page's ``A x`` is the sum of
+  ``in`` table rows weighted by ``x[k]``: an ``embedding_bag``, which reads each weight
+  once and writes only its ``[PAGE]`` result (a gather of A rows followed by a product
+  writes and re-reads the whole gathered block, and cost 2-4x more on CPU).
+- ``b_rows: [pages * PAGE, out]``: B's column for rank row ``j`` of page ``p`` at row
+  ``p * PAGE + j``; the B side is an ``embedding_bag`` too.
+- ``scale_pages: [pages]``: the adapter's scaling on each of its pages.
 
-:func:`batched_lora_delta` computes it for all rows at once without copying weights
-per row: the ``k`` distinct slots of the batch are stacked side by side, so
+Rank rows an adapter lacks in a module (a smaller rank there, or a module it does not
+target) are zero in both A and B and add exactly nothing. For a row with adapter A, B
+and scaling ``s`` each form computes PEFT's ``lora_B(lora_A(x)) * s``:
 
-    h     = x @ [A[s1]; ...; A[sk]]^T           one GEMM, [rows, k*r]
-    h     = h * onehot(slot of the row)          zero the other adapters' columns
-    delta = h @ [B[s1], ..., B[sk]]^T * scale    one GEMM, [rows, out]
-
-Two GEMMs per layer whatever the mix (``k`` is at most the number of slots, and the
-wasted work is ``k`` times a rank-``r`` product, small next to the base layer), so a
-batch spread over 8 adapters costs about what a batch on one adapter costs.
-:func:`gather_lora_delta` (per-row gather + ``bmm``) and :func:`reference_lora_delta`
-(a plain loop) are the same math, kept as test oracles.
+- :func:`segmented_lora_delta` (decode): each row's own pages only, so the cost follows
+  the sum of the rows' ranks, never the number of distinct adapters;
+- :func:`stacked_lora_delta` (decode): two dense GEMMs over the pages of the distinct
+  adapters in the batch, cheapest when few adapters share it;
+- :func:`padded_gather_lora_delta` (prefill): each row's pages gathered, two ``bmm``;
+- :func:`pages_reference_lora_delta`: one row at a time with plain matmuls, the oracle.
 """
 
 from __future__ import annotations
 
 import torch
+from torch.nn.functional import embedding_bag
+
+#: Rank rows per page. LoRA Land's adapters are rank 8, so a page is one adapter there; a
+#: rank-4 adapter pads half a page, rank 16 takes two and rank 64 eight.
+PAGE = 8
 
 
-def slot_layout(row_slots: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(active, onehot)`` for :func:`batched_lora_delta` from each row's slot ``[rows]``."""
-    active, position = torch.unique(row_slots, sorted=True, return_inverse=True)
-    onehot = torch.zeros(row_slots.shape[0], active.shape[0], dtype=dtype, device=row_slots.device)
-    onehot[torch.arange(row_slots.shape[0], device=row_slots.device), position] = 1
-    return active, onehot
+def pages_for(rank: int) -> int:
+    return -(-rank // PAGE)
 
 
-def batched_lora_delta(
-    x: torch.Tensor,
-    lora_a: torch.Tensor,
-    lora_b: torch.Tensor,
-    scale: torch.Tensor,
-    active: torch.Tensor,
-    onehot: torch.Tensor,
-    row_slots: torch.Tensor,
-) -> torch.Tensor:
-    """Delta for ``x: [rows, in]`` -> ``[rows, out]``.
-
-    ``active: [k]`` lists the distinct slots in use; ``onehot: [rows, k]`` marks each
-    row's position among them (0/1); ``row_slots: [rows]`` is each row's slot.
-    """
-    k, rank, d_in = active.shape[0], lora_a.shape[1], lora_a.shape[2]
-    a = lora_a.index_select(0, active).reshape(k * rank, d_in)  # [k*r, in]
-    b = lora_b.index_select(0, active)  # [k, out, r]
-    d_out = b.shape[1]
-    b = b.permute(1, 0, 2).reshape(d_out, k * rank)  # [out, k*r]
-    hidden = (x @ a.T).view(-1, k, rank) * onehot.unsqueeze(-1)
-    delta = hidden.view(-1, k * rank) @ b.T
-    return delta * scale.index_select(0, row_slots).unsqueeze(-1)
+def page_rows(pages: torch.Tensor) -> torch.Tensor:
+    """The rank rows of ``pages: [P]``, page after page: ``[P * PAGE]``."""
+    lanes = torch.arange(PAGE, dtype=pages.dtype, device=pages.device)
+    return (pages.unsqueeze(-1) * PAGE + lanes).reshape(-1)
 
 
-def gather_lora_delta(
-    x: torch.Tensor,
-    lora_a: torch.Tensor,
-    lora_b: torch.Tensor,
-    scale: torch.Tensor,
-    idx: torch.Tensor,
-) -> torch.Tensor:
-    """The same for ``x: [n, t, in]`` with per-row slots ``idx: [n]``, by gathering each
-    row's A and B (one copy of the weights per row) and two ``bmm``."""
-    a = lora_a.index_select(0, idx)  # [n, r, in]
-    b = lora_b.index_select(0, idx)  # [n, out, r]
-    hidden = torch.bmm(x, a.transpose(1, 2))  # [n, t, r]
-    delta = torch.bmm(hidden, b.transpose(1, 2))  # [n, t, out]
-    return delta * scale.index_select(0, idx).view(-1, 1, 1)
-
-
-def reference_lora_delta(
-    x: torch.Tensor,
-    lora_a: torch.Tensor,
-    lora_b: torch.Tensor,
-    scale: torch.Tensor,
-    idx: torch.Tensor,
-) -> torch.Tensor:
-    """One row at a time with plain matmuls (``x: [n, t, in]``): the test oracle."""
-    rows = []
-    for i in range(x.shape[0]):
-        slot = int(idx[i])
-        rows.append((x[i] @ lora_a[slot].T) @ lora_b[slot].T * scale[slot])
-    return torch.stack(rows)
-
-
-# -- rank-row forms ----------------------------------------------------------------------
-#
-# The forms below read adapters from rank-row pools (S-LoRA's unified paging, one page
-# per rank): per target module ``a_rows: [rows, in]`` holds row ``j`` of some adapter's
-# A, ``b_rows: [rows, out]`` the matching column of its B, and ``scale_rows: [rows]`` its
-# scaling. An adapter of rank ``r`` owns ``r`` rows anywhere in the pool; row 0 is all
-# zeros (scale 0) and pads. So a batch's LoRA work is a gather of exactly the rows its
-# requests use, and a rank-4 row costs a quarter of a rank-16 one whatever else runs.
+def a_bag_index(pages: torch.Tensor, d_in: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(index, offsets)`` of :func:`segmented_lora_delta`'s A side for ``pages: [P]``:
+    one bag per page, over its ``d_in`` rows of ``a_pages``."""
+    columns = torch.arange(d_in, dtype=pages.dtype, device=pages.device)
+    index = (pages.unsqueeze(-1) * d_in + columns).reshape(-1)
+    offsets = torch.arange(0, index.shape[0], d_in, dtype=pages.dtype, device=pages.device)
+    return index, offsets
 
 
 def segmented_lora_delta(
     x: torch.Tensor,
-    a_rows: torch.Tensor,
+    a_pages: torch.Tensor,
     b_rows: torch.Tensor,
-    scale_rows: torch.Tensor,
-    row_ids: torch.Tensor,
-    owner: torch.Tensor,
-    offsets: torch.Tensor,
-    first_row: torch.Tensor,
+    scale_pages: torch.Tensor,
+    page_owner: torch.Tensor,
+    a_index: torch.Tensor,
+    a_offsets: torch.Tensor,
+    b_index: torch.Tensor,
+    b_offsets: torch.Tensor,
+    first_page: torch.Tensor,
 ) -> torch.Tensor:
-    """Decode form, ``x: [n, in]`` -> ``[n, out]``: cost follows the sum of the rows' ranks.
+    """Decode form, ``x: [n, in]`` -> ``[n, out]``; its cost follows the rows' own pages.
 
-    ``row_ids: [R]`` lists every batch row's own rank rows, row after row (``R`` = the sum
-    of their ranks), ``owner: [R]`` the batch row each belongs to and ``offsets: [n]``
-    where each row's run starts; ``first_row: [n]`` is one rank row of each batch row (0
-    without adapter), whose scale is the row's scaling. The A side is one elementwise
-    product over the gathered rows; the B side is ``embedding_bag``: a weighted sum of
-    each row's B columns that gathers and reduces in one pass, without an ``[R, out]``
-    intermediate.
+    The batch's pages are listed row after row (``P`` of them); ``page_owner: [P]`` is
+    the batch row of each. ``a_index``/``a_offsets`` come from :func:`a_bag_index`;
+    ``b_index: [P * PAGE]`` is :func:`page_rows` of the pages and ``b_offsets: [n]``
+    where each batch row's rank rows start. ``first_page: [n]`` is one page of each row
+    (0 without adapter), whose scale is the row's scaling.
     """
-    hidden = (x.index_select(0, owner) * a_rows.index_select(0, row_ids)).sum(-1)  # [R]
-    delta = torch.nn.functional.embedding_bag(
-        row_ids, b_rows, offsets, mode="sum", per_sample_weights=hidden
+    weights = x.index_select(0, page_owner).reshape(-1)  # x[k] for each page's bag
+    hidden = embedding_bag(a_index, a_pages, a_offsets, mode="sum", per_sample_weights=weights)
+    delta = embedding_bag(
+        b_index, b_rows, b_offsets, mode="sum", per_sample_weights=hidden.reshape(-1)
     )  # [n, out]
-    return delta * scale_rows.index_select(0, first_row).unsqueeze(-1)
+    return delta * scale_pages.index_select(0, first_page).unsqueeze(-1)
 
 
-def stacked_rows_lora_delta(
+def stacked_lora_delta(
     x: torch.Tensor,
-    a_rows: torch.Tensor,
+    a_pages: torch.Tensor,
     b_rows: torch.Tensor,
-    scale_rows: torch.Tensor,
-    active_rows: torch.Tensor,
+    scale_pages: torch.Tensor,
+    active_pages: torch.Tensor,
     member: torch.Tensor,
-    first_row: torch.Tensor,
+    first_page: torch.Tensor,
 ) -> torch.Tensor:
-    """The stacked form on rank rows, ``x: [m, in]`` -> ``[m, out]``: two dense GEMMs over
-    the rows of the ``k`` distinct adapters in use (``active_rows: [K]``, K = the sum of
-    their ranks); ``member: [m, K]`` is 1 where column j belongs to row i's adapter.
+    """Decode form over the distinct adapters' pages, ``x: [m, in]`` -> ``[m, out]``: two
+    dense GEMMs over their ``K = len(active_pages) * PAGE`` rank rows; ``member: [m, K]``
+    is 1 where rank row j belongs to row i's adapter.
 
     Costs ``m x K``: cheapest when few adapters share the batch (one GEMM, no gather per
     row), wasteful when many do, which is when :func:`segmented_lora_delta` wins.
     """
-    hidden = (x @ a_rows.index_select(0, active_rows).T) * member  # [m, K]
-    delta = hidden @ b_rows.index_select(0, active_rows)  # [m, out]
-    return delta * scale_rows.index_select(0, first_row).unsqueeze(-1)
+    d_in, d_out = x.shape[-1], b_rows.shape[-1]
+    a = a_pages.view(-1, d_in, PAGE).index_select(0, active_pages)  # [Pk, in, PAGE]
+    hidden = (x @ a.permute(1, 0, 2).reshape(d_in, -1)) * member  # [m, K]
+    b = b_rows.view(-1, PAGE, d_out).index_select(0, active_pages).view(-1, d_out)
+    return (hidden @ b) * scale_pages.index_select(0, first_page).unsqueeze(-1)
 
 
 def padded_gather_lora_delta(
     x: torch.Tensor,
-    a_rows: torch.Tensor,
+    a_pages: torch.Tensor,
     b_rows: torch.Tensor,
-    scale_rows: torch.Tensor,
-    row_matrix: torch.Tensor,
+    scale_pages: torch.Tensor,
+    page_matrix: torch.Tensor,
 ) -> torch.Tensor:
     """Prefill form, ``x: [n, t, in]`` -> ``[n, t, out]``: each row's own A and B gathered
-    (``row_matrix: [n, r]``, the row's rank rows padded with row 0 up to the batch's
-    largest rank ``r``), then two ``bmm``. Prefill rows are few and long, so the copy of
-    ``n x r`` rank rows is small next to the ``t``-token products."""
-    a = a_rows[row_matrix]  # [n, r, in]
-    b = b_rows[row_matrix]  # [n, r, out]
-    hidden = torch.bmm(x, a.transpose(1, 2))  # [n, t, r]
-    delta = torch.bmm(hidden, b)  # [n, t, out]
-    return delta * scale_rows.index_select(0, row_matrix[:, 0]).view(-1, 1, 1)
+    (``page_matrix: [n, P]``, the row's pages padded with page 0 up to the batch's most),
+    then two ``bmm``. Prefill rows are few and long, so the copy of their pages is small
+    next to the ``t``-token products."""
+    n, d_in, d_out = x.shape[0], x.shape[-1], b_rows.shape[-1]
+    a = a_pages.view(-1, d_in, PAGE)[page_matrix]  # [n, P, in, PAGE]
+    a = a.permute(0, 2, 1, 3).reshape(n, d_in, -1)  # [n, in, P * PAGE]
+    b = b_rows.view(-1, PAGE, d_out)[page_matrix].view(n, -1, d_out)  # [n, P * PAGE, out]
+    delta = torch.bmm(torch.bmm(x, a), b)
+    return delta * scale_pages.index_select(0, page_matrix[:, 0]).view(-1, 1, 1)
 
 
-def rows_reference_lora_delta(
+def page_weights(
+    a_pages: torch.Tensor, b_rows: torch.Tensor, pages: list[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One adapter's ``A: [P * PAGE, in]`` and ``B: [out, P * PAGE]`` back from its pages
+    (zero rows where its rank is smaller)."""
+    d_out = b_rows.shape[-1]
+    d_in = a_pages.shape[0] // (b_rows.shape[0] // PAGE)
+    index = torch.tensor(pages, dtype=torch.long)
+    a = a_pages.view(-1, d_in, PAGE)[index].permute(0, 2, 1).reshape(-1, d_in)
+    b = b_rows.view(-1, PAGE, d_out)[index].reshape(-1, d_out).T
+    return a, b
+
+
+def pages_reference_lora_delta(
     x: torch.Tensor,
-    a_rows: torch.Tensor,
+    a_pages: torch.Tensor,
     b_rows: torch.Tensor,
-    scale_rows: torch.Tensor,
-    rows_of: list[list[int]],
+    scale_pages: torch.Tensor,
+    pages_of: list[list[int]],
 ) -> torch.Tensor:
-    """The oracle for the rank-row forms: one batch row at a time (``x: [n, t, in]``),
-    its adapter rebuilt as plain ``A: [r, in]``, ``B: [out, r]`` and PEFT's formula."""
+    """The oracle: one batch row at a time (``x: [n, t, in]``), its adapter rebuilt as
+    plain ``A``, ``B`` and PEFT's formula."""
     out = []
-    for i, ids in enumerate(rows_of):
-        if not ids:
+    for i, pages in enumerate(pages_of):
+        if not pages:
             out.append(torch.zeros(x.shape[1], b_rows.shape[1], dtype=x.dtype))
             continue
-        index = torch.tensor(ids)
-        a, b = a_rows[index], b_rows[index].T
-        out.append((x[i] @ a.T) @ b.T * scale_rows[ids[0]])
+        a, b = page_weights(a_pages, b_rows, pages)
+        out.append((x[i] @ a.T) @ b.T * scale_pages[pages[0]])
     return torch.stack(out)
