@@ -6,6 +6,12 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from loraland.serving.engine.loop import TokenizerInfo
+from loraland.serving.engine.request import Detokenizer, GenerationRequest, RequestState
+from loraland.serving.params import SamplingParams
+
+#: ``request_state(name, prompt, max_new_tokens=8)``: a queued request as the engine holds it.
+MakeState = Callable[..., RequestState]
 
 #: ``greedy_alone(model, prompt, new_tokens)``: what transformers generates for the
 #: prompt alone, greedy (the oracle for every batching test).
@@ -46,3 +52,29 @@ def _greedy_alone(model: torch.nn.Module, prompt: list[int], new_tokens: int) ->
 @pytest.fixture
 def greedy_alone() -> GreedyAlone:
     return _greedy_alone
+
+
+@pytest.fixture
+def counting_tokenizer() -> TokenizerInfo:
+    """Every id decodes to one "x": the engine tests count tokens, not text."""
+    return TokenizerInfo(
+        decode=lambda ids: "x" * len(ids), special_ids=frozenset(), eos_ids=frozenset(), pad_id=0
+    )
+
+
+def _request_state(name: str, prompt: list[int], max_new_tokens: int = 8) -> RequestState:
+    request = GenerationRequest(
+        name, prompt, SamplingParams(max_new_tokens=max_new_tokens), None, print
+    )
+    return RequestState(
+        request=request,
+        detokenizer=Detokenizer(str, prompt, frozenset()),
+        eos_ids=frozenset(),
+        seed=None,
+        queued=0.0,
+    )
+
+
+@pytest.fixture
+def request_state() -> MakeState:
+    return _request_state

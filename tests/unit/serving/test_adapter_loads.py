@@ -44,7 +44,7 @@ def write_adapter(path: Path, model: torch.nn.Module, seed: int) -> Path:
 
 @pytest.mark.timeout(600)  # importing transformers is slow on a busy machine
 def test_a_request_keeps_streaming_while_another_adapter_loads(
-    tiny_llama: torch.nn.Module, tmp_path: Path
+    tiny_llama: torch.nn.Module, tmp_path: Path, counting_tokenizer: TokenizerInfo
 ) -> None:
     model = tiny_llama
     bank = LoraSlotBank(model, slots=4)
@@ -81,10 +81,9 @@ def test_a_request_keeps_streaming_while_another_adapter_loads(
         max_concurrent_requests=8,
         max_queue_length=8,
     )
-    tokenizer = TokenizerInfo(
-        decode=lambda ids: "x" * len(ids), special_ids=frozenset(), eos_ids=frozenset(), pad_id=0
+    engine = Engine(
+        ModelRunner(model, bank, pad_id=0), manager, counting_tokenizer, limits, metrics
     )
-    engine = Engine(ModelRunner(model, bank, pad_id=0), manager, tokenizer, limits, metrics)
     streamed = threading.Condition()
     tokens: dict[str, int] = {"a": 0, "b": 0}
     done = {"a": threading.Event(), "b": threading.Event()}

@@ -9,37 +9,27 @@ from collections.abc import Callable
 import pytest
 import torch
 from loraland.serving.engine.batch import Batch, ModelRunner
-from loraland.serving.engine.request import Detokenizer, GenerationRequest, RequestState
+from loraland.serving.engine.request import RequestState
 from loraland.serving.engine.sampling import RowSampler
 from loraland.serving.lora.layers import LoraSlotBank
-from loraland.serving.params import SamplingParams
 
 Greedy = Callable[[torch.nn.Module, list[int], int], list[int]]
-
-
-def _state(name: str, prompt: list[int]) -> RequestState:
-    request = GenerationRequest(name, prompt, SamplingParams(max_new_tokens=8), None, print)
-    return RequestState(
-        request=request,
-        detokenizer=Detokenizer(str, prompt, frozenset()),
-        eos_ids=frozenset(),
-        seed=None,
-        queued=0.0,
-    )
+MakeState = Callable[[str, list[int]], RequestState]
 
 
 class Driver:
     """Greedy decoding by hand, so the test decides when rows join and leave."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: torch.nn.Module, make_state: MakeState) -> None:
         self.model = model
+        self.make_state = make_state
         self.runner = ModelRunner(self.model, LoraSlotBank(self.model, slots=1), pad_id=0)
         self.tokens: dict[str, list[int]] = {}
         self.prompts: dict[str, list[int]] = {}
         self.batch: Batch | None = None
 
     def join(self, **prompts: list[int]) -> None:
-        states = [_state(name, prompt) for name, prompt in prompts.items()]
+        states = [self.make_state(name, prompt) for name, prompt in prompts.items()]
         samplers = [
             RowSampler.create(s.request.params, s.request.prompt_ids, self.runner.device)
             for s in states
@@ -82,9 +72,9 @@ def prompt(seed: int, length: int) -> list[int]:
 
 @pytest.mark.timeout(600)  # importing transformers is slow on a busy machine
 def test_rows_joining_and_leaving_keep_their_greedy_tokens(
-    tiny_llama: torch.nn.Module, greedy_alone: Greedy
+    tiny_llama: torch.nn.Module, greedy_alone: Greedy, request_state: MakeState
 ) -> None:
-    d = Driver(tiny_llama)
+    d = Driver(tiny_llama, request_state)
     d.join(a=prompt(1, 4), b=prompt(2, 6), c=prompt(3, 3))
     d.step(2)
     d.join(long=prompt(4, 20))  # longer than the batch: the others get a masked gap
@@ -104,9 +94,9 @@ def test_rows_joining_and_leaving_keep_their_greedy_tokens(
 
 @pytest.mark.timeout(600)
 def test_finishing_and_joining_within_capacity_reuse_the_slab(
-    tiny_llama: torch.nn.Module, greedy_alone: Greedy
+    tiny_llama: torch.nn.Module, greedy_alone: Greedy, request_state: MakeState
 ) -> None:
-    d = Driver(tiny_llama)
+    d = Driver(tiny_llama, request_state)
     d.join(a=prompt(1, 5), b=prompt(2, 5), c=prompt(3, 5), e=prompt(6, 5))
     assert d.batch is not None
     slab = d.batch.cache.slabs[0].buf_k

@@ -10,10 +10,13 @@ import pytest
 import torch
 from loraland.serving.engine.batch import ModelRunner
 from loraland.serving.engine.loop import Engine, EngineLimits, TokenizerInfo
-from loraland.serving.engine.request import EngineEvent, GenerationRequest
+from loraland.serving.engine.request import EngineEvent, GenerationRequest, RequestState
 from loraland.serving.engine.sampling import RowSampler
 from loraland.serving.lora.layers import LoraSlotBank
 from loraland.serving.params import SamplingParams
+
+GreedyAlone = Callable[[torch.nn.Module, list[int], int], list[int]]
+MakeState = Callable[..., RequestState]
 
 
 class NoAdapters:
@@ -27,25 +30,16 @@ class NoAdapters:
 
 
 @pytest.mark.timeout(600)  # importing transformers is slow on a busy machine
-def test_chunks_give_the_same_logits_as_one_prefill(tiny_llama: torch.nn.Module) -> None:
+def test_chunks_give_the_same_logits_as_one_prefill(
+    tiny_llama: torch.nn.Module, request_state: MakeState
+) -> None:
     model = tiny_llama
     runner = ModelRunner(model, LoraSlotBank(model, slots=1), pad_id=0)
     prompt = [(7 * i) % 60 + 1 for i in range(23)]
-    request = GenerationRequest("r", prompt, SamplingParams(max_new_tokens=2), None, print)
-    from loraland.serving.engine.request import Detokenizer, RequestState
-
-    def state() -> RequestState:
-        return RequestState(
-            request=request,
-            detokenizer=Detokenizer(str, prompt, frozenset()),
-            eos_ids=frozenset(),
-            seed=None,
-            queued=0.0,
-        )
-
+    request = request_state("r", prompt, max_new_tokens=2).request
     sampler = RowSampler.create(request.params, prompt, runner.device)
-    whole = runner.prefill([state()], [sampler])
-    chunked = runner.start_chunked(state(), sampler)
+    whole = runner.prefill([request_state("r", prompt, 2)], [sampler])
+    chunked = runner.start_chunked(request_state("r", prompt, 2), sampler)
     results = [runner.chunk(chunked, 5) for _ in range(5)]
     assert all(r is None for r in results[:4]) and results[4] is not None
     torch.testing.assert_close(results[4].logits, whole.logits, rtol=1e-5, atol=1e-5)
@@ -60,7 +54,8 @@ def test_chunks_give_the_same_logits_as_one_prefill(tiny_llama: torch.nn.Module)
 @pytest.mark.timeout(600)  # importing transformers is slow on a busy machine
 def test_engine_interleaves_a_long_prompt_with_the_running_batch(
     tiny_llama: torch.nn.Module,
-    greedy_alone: Callable[[torch.nn.Module, list[int], int], list[int]],
+    greedy_alone: GreedyAlone,
+    counting_tokenizer: TokenizerInfo,
 ) -> None:
     model = tiny_llama
     runner = ModelRunner(model, LoraSlotBank(model, slots=1), pad_id=0)
@@ -73,10 +68,7 @@ def test_engine_interleaves_a_long_prompt_with_the_running_batch(
         prefill_chunk_tokens=8,
         min_chunk_tokens=4,
     )
-    tokenizer = TokenizerInfo(
-        decode=lambda ids: "x" * len(ids), special_ids=frozenset(), eos_ids=frozenset(), pad_id=0
-    )
-    engine = Engine(runner, NoAdapters(), tokenizer, limits)
+    engine = Engine(runner, NoAdapters(), counting_tokenizer, limits)
     prompts = {
         "short1": ([3, 9, 27, 17], 20),
         "long": ([(11 * i) % 60 + 1 for i in range(41)], 6),

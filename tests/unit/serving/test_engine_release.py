@@ -64,16 +64,13 @@ class NoSlots:
         return None
 
 
-def _engine(runner: OneTokenRunner) -> Engine:
+def _engine(runner: OneTokenRunner, tokenizer: TokenizerInfo) -> Engine:
     limits = EngineLimits(
         max_batch_size=4,
         max_batch_total_tokens=64,
         max_batch_prefill_tokens=64,
         max_concurrent_requests=1,
         max_queue_length=1,
-    )
-    tokenizer = TokenizerInfo(
-        decode=lambda ids: "x" * len(ids), special_ids=frozenset(), eos_ids=frozenset(), pad_id=0
     )
     return Engine(cast(Any, runner), NoSlots(), tokenizer, limits)
 
@@ -102,8 +99,10 @@ def _in_flight_when_done(engine: Engine, request_id: str) -> int:
 
 
 @pytest.mark.parametrize("fail_prefill", [False, True], ids=["finished", "failed"])
-def test_a_request_is_out_of_the_count_when_its_client_hears_the_end(fail_prefill: bool) -> None:
-    engine = _engine(OneTokenRunner(fail_prefill=fail_prefill))
+def test_a_request_is_out_of_the_count_when_its_client_hears_the_end(
+    fail_prefill: bool, counting_tokenizer: TokenizerInfo
+) -> None:
+    engine = _engine(OneTokenRunner(fail_prefill=fail_prefill), counting_tokenizer)
     engine.start()
     try:
         # With a limit of one, each next request is admitted only if the last one left.
