@@ -151,15 +151,23 @@ class BatchedLoraLinear(nn.Module):
         for every wrapper whenever an adapter enters the device tier)."""
         count = pages.shape[0]
         rank = 0 if a is None or b is None else a.shape[0]
-        a_t = self.a_pages.new_zeros(self.in_features, count * PAGE)
-        b_t = self.b_rows.new_zeros(count * PAGE, self.out_features)
-        if a is not None and b is not None:
-            a_t[:, :rank] = a.T.to(a_t.device, non_blocking=True)
-            b_t[:rank] = b.T.to(b_t.device, non_blocking=True)
-        pooled_a = self.a_pages.view(-1, self.in_features, PAGE)
-        pooled_a.index_copy_(0, pages, a_t.view(self.in_features, count, PAGE).transpose(0, 1))
+        rows = count * PAGE
+        if a is None or b is None or rank != rows:
+            # Zero-padded to whole pages (a rank that is not a multiple of PAGE, or no
+            # weights in this module); a full rank is copied straight from the adapter.
+            a_t = self.a_pages.new_zeros(self.in_features, rows)
+            b_t = self.b_rows.new_zeros(rows, self.out_features)
+            if a is not None and b is not None:
+                a_t[:, :rank] = a.T.to(a_t.device, non_blocking=True)
+                b_t[:rank] = b.T.to(b_t.device, non_blocking=True)
+        else:
+            a_t = a.T.to(self.a_pages.device, non_blocking=True)
+            b_t = b.T.to(self.b_rows.device, non_blocking=True)
+        self.a_pages.view(-1, self.in_features, PAGE).index_copy_(
+            0, pages, a_t.reshape(self.in_features, count, PAGE).transpose(0, 1)
+        )
         self.b_rows.view(-1, PAGE, self.out_features).index_copy_(
-            0, pages, b_t.view(count, PAGE, self.out_features)
+            0, pages, b_t.reshape(count, PAGE, self.out_features)
         )
         self.scale_pages.index_fill_(0, pages, scale if rank else 0.0)
 
