@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from loraland.serving.engine.batch import ModelRunner
+from loraland.serving.engine.batch import Batch, ModelRunner
 from loraland.serving.engine.loop import Engine, EngineLimits, TokenizerInfo
 from loraland.serving.engine.request import EngineEvent, GenerationRequest, RequestState
 from loraland.serving.engine.sampling import RowSampler
@@ -108,3 +108,67 @@ def test_engine_interleaves_a_long_prompt_with_the_running_batch(
         assert got[name] == greedy_alone(model, prompt, new_tokens), name
     # The long prompt took several steps, during which the short rows kept decoding.
     assert order[: order.index("long")].count("short1") >= 3, order
+
+
+@pytest.mark.timeout(600)
+def test_a_request_done_at_its_first_token_never_joins_the_batch(
+    tiny_llama: torch.nn.Module,
+    greedy_alone: GreedyAlone,
+    counting_tokenizer: TokenizerInfo,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A long prompt asking one token is answered from its prefill: merging it would widen
+    (and copy) every running row's KV cache to its length, then copy them back."""
+    merged: list[str] = []
+    merge = Batch.merge
+
+    def spy(first: Batch, second: Batch) -> Batch:
+        merged.extend(s.request.request_id for s in second.states)
+        return merge(first, second)
+
+    monkeypatch.setattr(Batch, "merge", staticmethod(spy))
+    model = tiny_llama
+    runner = ModelRunner(model, LoraSlotBank(model, slots=1), pad_id=0)
+    limits = EngineLimits(
+        max_batch_size=8,
+        max_batch_total_tokens=4096,
+        max_batch_prefill_tokens=4096,
+        max_concurrent_requests=8,
+        max_queue_length=8,
+        prefill_chunk_tokens=8,
+        min_chunk_tokens=4,
+    )
+    engine = Engine(runner, NoAdapters(), counting_tokenizer, limits)
+    prompts = {
+        "running": ([3, 9, 27, 17], 24),
+        "long": ([(11 * i) % 60 + 1 for i in range(41)], 1),
+        "short": ([5, 25, 2], 1),
+        "later": ([7, 1, 4], 6),
+    }
+    got: dict[str, list[int]] = {name: [] for name in prompts}
+    done = {name: threading.Event() for name in prompts}
+
+    def sink_for(name: str):  # type: ignore[no-untyped-def]
+        def sink(event: EngineEvent) -> None:
+            if event.token is not None:
+                got[name].append(event.token.id)
+            if event.finished is not None or event.error is not None:
+                done[name].set()
+
+        return sink
+
+    engine.start()
+    try:
+        for name, (prompt, new_tokens) in prompts.items():
+            engine.submit(
+                GenerationRequest(
+                    name, prompt, SamplingParams(max_new_tokens=new_tokens), None, sink_for(name)
+                )
+            )
+        for name in prompts:
+            assert done[name].wait(60), name
+    finally:
+        engine.stop()
+    for name, (prompt, new_tokens) in prompts.items():
+        assert got[name] == greedy_alone(model, prompt, new_tokens), name
+    assert "long" not in merged and "short" not in merged, merged
