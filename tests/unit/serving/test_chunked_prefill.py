@@ -51,13 +51,15 @@ def test_chunks_give_the_same_logits_as_one_prefill(
     )
 
 
-@pytest.mark.timeout(600)  # importing transformers is slow on a busy machine
-def test_engine_interleaves_a_long_prompt_with_the_running_batch(
-    tiny_llama: torch.nn.Module,
-    greedy_alone: GreedyAlone,
-    counting_tokenizer: TokenizerInfo,
-) -> None:
-    model = tiny_llama
+#: name -> (prompt ids, new tokens)
+Prompts = dict[str, tuple[list[int], int]]
+
+
+def run_engine(
+    model: torch.nn.Module, tokenizer: TokenizerInfo, prompts: Prompts
+) -> tuple[dict[str, list[int]], list[str]]:
+    """Submit ``prompts`` in order to an engine whose prompts over 8 tokens are chunked;
+    each request's tokens, and the order in which tokens arrived (request names)."""
     runner = ModelRunner(model, LoraSlotBank(model, slots=1), pad_id=0)
     limits = EngineLimits(
         max_batch_size=8,
@@ -68,12 +70,7 @@ def test_engine_interleaves_a_long_prompt_with_the_running_batch(
         prefill_chunk_tokens=8,
         min_chunk_tokens=4,
     )
-    engine = Engine(runner, NoAdapters(), counting_tokenizer, limits)
-    prompts = {
-        "short1": ([3, 9, 27, 17], 20),
-        "long": ([(11 * i) % 60 + 1 for i in range(41)], 6),
-        "short2": ([5, 25, 2], 12),
-    }
+    engine = Engine(runner, NoAdapters(), tokenizer, limits)
     got: dict[str, list[int]] = {name: [] for name in prompts}
     done = {name: threading.Event() for name in prompts}
     errors: list[str] = []
@@ -104,8 +101,23 @@ def test_engine_interleaves_a_long_prompt_with_the_running_batch(
     finally:
         engine.stop()
     assert not errors
+    return got, order
+
+
+@pytest.mark.timeout(600)  # importing transformers is slow on a busy machine
+def test_engine_interleaves_a_long_prompt_with_the_running_batch(
+    tiny_llama: torch.nn.Module,
+    greedy_alone: GreedyAlone,
+    counting_tokenizer: TokenizerInfo,
+) -> None:
+    prompts = {
+        "short1": ([3, 9, 27, 17], 20),
+        "long": ([(11 * i) % 60 + 1 for i in range(41)], 6),
+        "short2": ([5, 25, 2], 12),
+    }
+    got, order = run_engine(tiny_llama, counting_tokenizer, prompts)
     for name, (prompt, new_tokens) in prompts.items():
-        assert got[name] == greedy_alone(model, prompt, new_tokens), name
+        assert got[name] == greedy_alone(tiny_llama, prompt, new_tokens), name
     # The long prompt took several steps, during which the short rows kept decoding.
     assert order[: order.index("long")].count("short1") >= 3, order
 
@@ -127,48 +139,13 @@ def test_a_request_done_at_its_first_token_never_joins_the_batch(
         return merge(first, second)
 
     monkeypatch.setattr(Batch, "merge", staticmethod(spy))
-    model = tiny_llama
-    runner = ModelRunner(model, LoraSlotBank(model, slots=1), pad_id=0)
-    limits = EngineLimits(
-        max_batch_size=8,
-        max_batch_total_tokens=4096,
-        max_batch_prefill_tokens=4096,
-        max_concurrent_requests=8,
-        max_queue_length=8,
-        prefill_chunk_tokens=8,
-        min_chunk_tokens=4,
-    )
-    engine = Engine(runner, NoAdapters(), counting_tokenizer, limits)
     prompts = {
         "running": ([3, 9, 27, 17], 24),
         "long": ([(11 * i) % 60 + 1 for i in range(41)], 1),
         "short": ([5, 25, 2], 1),
         "later": ([7, 1, 4], 6),
     }
-    got: dict[str, list[int]] = {name: [] for name in prompts}
-    done = {name: threading.Event() for name in prompts}
-
-    def sink_for(name: str):  # type: ignore[no-untyped-def]
-        def sink(event: EngineEvent) -> None:
-            if event.token is not None:
-                got[name].append(event.token.id)
-            if event.finished is not None or event.error is not None:
-                done[name].set()
-
-        return sink
-
-    engine.start()
-    try:
-        for name, (prompt, new_tokens) in prompts.items():
-            engine.submit(
-                GenerationRequest(
-                    name, prompt, SamplingParams(max_new_tokens=new_tokens), None, sink_for(name)
-                )
-            )
-        for name in prompts:
-            assert done[name].wait(60), name
-    finally:
-        engine.stop()
+    got, _ = run_engine(tiny_llama, counting_tokenizer, prompts)
     for name, (prompt, new_tokens) in prompts.items():
-        assert got[name] == greedy_alone(model, prompt, new_tokens), name
+        assert got[name] == greedy_alone(tiny_llama, prompt, new_tokens), name
     assert "long" not in merged and "short" not in merged, merged
