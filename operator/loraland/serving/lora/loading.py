@@ -91,7 +91,6 @@ def load_adapter(name: str, path: Path, base: BaseModelShape, max_rank: int) -> 
     _check_config(config, max_rank)
     tensors = _read_weights(path)
     pairs = _pair_up(tensors)
-    _check_finite(pairs)
     weights: dict[str, ModuleWeights] = {}
     alpha = float(config.get("lora_alpha", 8))
     for module, (a, b) in sorted(pairs.items()):
@@ -125,6 +124,9 @@ def load_adapter(name: str, path: Path, base: BaseModelShape, max_rank: int) -> 
         )
     if not weights:
         raise AdapterLoadError(f"{PEFT_WEIGHTS_FILE} holds no LoRA weights")
+    # After the per-module checks, as when it was one of them: a wrong module or shape is
+    # the error to report first.
+    _check_finite(pairs)
     return LoadedAdapter(name=name, path=path, weights=weights)
 
 
