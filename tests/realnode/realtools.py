@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -60,3 +62,43 @@ def exec_in(cluster: KubeCluster, ns: str, pod: str, *cmd: str, check: bool = Tr
     """``kubectl exec`` in ``pod``: its stdout, or stdout and stderr when not checked."""
     result = cluster.kubectl("exec", "-n", ns, pod, "--", *cmd, check=check, timeout=60)
     return result.stdout if check else result.stdout + result.stderr
+
+
+def wait_until(check: Callable[[], Any], what: str, timeout: float, cluster: RealCluster) -> Any:
+    """Poll ``check`` every 2 s until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(2)
+    pytest.fail(
+        f"timed out after {timeout:.0f}s waiting for {what} ({cluster.real_node.log_hint()})"
+    )
+
+
+TESTSERVER_GET = ("/testserver", "get")
+PYTHON_GET = (
+    "python", "-c",
+    "import sys,urllib.request as u;print(u.urlopen(sys.argv[1],timeout=30).read().decode())",
+)  # fmt: skip
+
+
+def wait_for_service(
+    cluster: RealCluster, ns: str, client_pod: str, url: str, get: Sequence[str] = TESTSERVER_GET
+) -> str:
+    """GET ``url`` from ``client_pod`` (with the command ``get``) until it answers, and
+    return the body.
+
+    A Ready pod reaches a Service's endpoints, and then kube-proxy's rules, a moment later
+    (its sync period); until then the ClusterIP refuses connections.
+    """
+
+    def answered() -> str | None:
+        result = cluster.kubectl(
+            "exec", "-n", ns, client_pod, "--", *get, url,
+            check=False, timeout=60,
+        )  # fmt: skip
+        return result.stdout if result.returncode == 0 else None
+
+    return str(wait_until(answered, f"{url} to answer from {client_pod}", 60, cluster))

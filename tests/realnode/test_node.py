@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from realnode import REAL_NODE_LABEL, REAL_NODE_TAINT, STORAGE_CLASS, TESTSERVER_IMAGE
-from realtools import RealCluster, apply, exec_in, on_real_node, wait_ready
+from realtools import RealCluster, apply, exec_in, on_real_node, wait_for_service, wait_ready
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -84,7 +84,7 @@ def test_pod_serves_through_dns_and_kube_proxy_and_logs(
         cluster_ip
     ]
     # kube-proxy: the ClusterIP on port 80 answers from the pod behind it, on 8080.
-    body = exec_in(real_cluster, ns, "client", "/testserver", "get", f"http://{fqdn}/")
+    body = wait_for_service(real_cluster, ns, "client", f"http://{fqdn}/")
     assert body.strip() == "hello from web"
     # A Service that does not exist does not resolve (the DNS is not answering everything).
     # Fully qualified: a bare name would end at the root zone, which this DNS does not serve

@@ -21,7 +21,15 @@ import pytest
 from kubernetes import client
 from loraland.loadtest.sweep import summary_from_log
 from realnode import REAL_NODE_SELECTOR, REAL_NODE_TOLERATION
-from realtools import RealCluster, apply, exec_in, wait_ready
+from realtools import (
+    PYTHON_GET,
+    RealCluster,
+    apply,
+    exec_in,
+    wait_for_service,
+    wait_ready,
+    wait_until,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "loraland"
@@ -105,21 +113,6 @@ def custom(cluster: RealCluster) -> client.CustomObjectsApi:
 def status_of(cluster: RealCluster, plural: str, ns: str, name: str) -> dict[str, Any]:
     obj = custom(cluster).get_namespaced_custom_object(GROUP, VERSION, ns, plural, name)
     return dict(obj.get("status") or {})
-
-
-def wait_until(check: Any, what: str, timeout: float, cluster: RealCluster) -> Any:
-    import time
-
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(2)
-    pytest.fail(
-        f"timed out after {timeout:.0f}s waiting for {what} ({cluster.real_node.log_hint()})"
-    )
 
 
 def placement() -> dict[str, Any]:
@@ -328,6 +321,7 @@ def test_adapter_is_loaded_and_answers_through_the_service(
     )
     # Through the Service by name: the cluster DNS, then kube-proxy to the server pod.
     service = f"http://{ADEP}.{ns}.svc.cluster.local"
+    wait_for_service(real_cluster, ns, client_pod, f"{service}/health", get=PYTHON_GET)
     base = generate(real_cluster, ns, client_pod, service, None)
     tuned = generate(real_cluster, ns, client_pod, service, FTJ)
     assert tuned != base, (base, tuned)
