@@ -76,7 +76,7 @@ def test_cpu_budgets_follow_what_is_available(
 
 def test_an_adapter_is_charged_for_its_own_modules_only() -> None:
     def weights(rank: int, fan_in: int, fan_out: int) -> ModuleWeights:
-        return ModuleWeights(a=torch.zeros(rank, fan_in), b=torch.zeros(fan_out, rank), scale=1.0)
+        return ModuleWeights.from_peft(torch.zeros(rank, fan_in), torch.zeros(fan_out, rank), 1.0)
 
     attention = LoadedAdapter("att", Path("."), {"q": weights(8, 64, 64), "v": weights(4, 64, 16)})
     # Rows are allocated at the largest rank (8) in every module the adapter targets,

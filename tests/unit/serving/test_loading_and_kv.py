@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 from loraland.serving.engine.kv import SlabCache
-from loraland.serving.lora.loading import AdapterLoadError, BaseModelShape, load_adapter
+from loraland.serving.lora.loading import (
+    AdapterLoadError,
+    BaseModelShape,
+    ModuleWeights,
+    load_adapter,
+)
+from loraland.serving.lora.ops import PAGE
 from safetensors.torch import save_file
 
 BASE = BaseModelShape(
@@ -89,6 +95,16 @@ def test_loads_a_valid_adapter(tmp_path: Path) -> None:
             },
             "NaN",
         ),
+        (
+            None,
+            {
+                f"{PREFIX}.q_proj.lora_A.weight": torch.ones(2, 8),
+                f"{PREFIX}.q_proj.lora_B.weight": torch.tensor([[float("inf")], [-float("inf")]])
+                .expand(2, 8)
+                .T.contiguous(),
+            },
+            r"q_proj contain NaN or infinite",
+        ),
         (None, {f"{PREFIX}.q_proj.lora_magnitude_vector": torch.ones(8)}, "unsupported tensor"),
     ],
 )
@@ -100,6 +116,16 @@ def test_bad_adapters_fail_with_a_reason(
 ) -> None:
     with pytest.raises(AdapterLoadError, match=reason):
         load_adapter("bad", write(tmp_path / "bad", config, tensors), BASE, max_rank=8)
+
+
+def test_huge_but_finite_weights_load(tmp_path: Path) -> None:
+    """Their sum overflows (the fast finiteness check fails), but each weight is finite."""
+    big = {
+        f"{PREFIX}.q_proj.lora_A.weight": torch.full((2, 8), 3e38),
+        f"{PREFIX}.q_proj.lora_B.weight": torch.ones(8, 2),
+    }
+    adapter = load_adapter("big", write(tmp_path / "big", None, big), BASE, max_rank=8)
+    assert adapter.weights["model.layers.0.self_attn.q_proj"].rank == 2
 
 
 def test_missing_or_corrupt_files(tmp_path: Path) -> None:
@@ -180,3 +206,21 @@ def test_kv_drop_front_keeps_the_rest() -> None:
     c = _cache(2, 5, 1.0)
     c.drop_front(3)
     assert c.length == 2 and torch.equal(c.slabs[1].keys[1, 0], torch.full((2, 2), 2.0))
+
+
+@pytest.mark.parametrize("rank", [1, 4, 8, 9, 64])
+def test_module_weights_keep_peft_weights_in_whole_zero_padded_pages(rank: int) -> None:
+    a, b = torch.randn(rank, 6), torch.randn(5, rank)
+    weights = ModuleWeights.from_peft(a, b, 0.5)
+    pages = -(-rank // PAGE)
+    assert weights.a_pages.shape == (pages, 6, PAGE) and weights.a_pages.is_contiguous()
+    assert weights.b_pages.shape == (pages, PAGE, 5) and weights.b_pages.is_contiguous()
+    assert torch.equal(weights.a, a) and torch.equal(weights.b, b)
+    assert weights.rank == rank and weights.scale == 0.5
+    # Page p, lane j holds rank row p * PAGE + j: A's row transposed, B's column.
+    assert torch.equal(weights.a_pages[0, :, 0], a[0])
+    assert torch.equal(weights.b_pages[0, 0], b[:, 0])
+    padding = pages * PAGE - rank
+    if padding:
+        assert not weights.a_pages.transpose(1, 2).reshape(-1, 6)[rank:].any()
+        assert not weights.b_pages.reshape(-1, 5)[rank:].any()

@@ -35,7 +35,7 @@ class Tiny(nn.Module):
 def adapter(name: str, rank: int, modules: dict[str, tuple[int, int]], seed: int) -> LoadedAdapter:
     torch.manual_seed(seed)
     weights = {
-        m: ModuleWeights(a=torch.randn(rank, d_in), b=torch.randn(d_out, rank), scale=2.0 / rank)
+        m: ModuleWeights.from_peft(torch.randn(rank, d_in), torch.randn(d_out, rank), 2.0 / rank)
         for m, (d_in, d_out) in modules.items()
     }
     return LoadedAdapter(name=name, path=None, weights=weights)  # type: ignore[arg-type]

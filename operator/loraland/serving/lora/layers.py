@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from loraland.serving.lora.loading import LoadedAdapter
+from loraland.serving.lora.loading import LoadedAdapter, ModuleWeights
 from loraland.serving.lora.ops import (
     PAGE,
     a_bag_index,
@@ -72,7 +72,8 @@ def adapter_device_bytes(adapter: LoadedAdapter) -> int:
     """
     rows = pages_for(adapter.max_rank) * PAGE
     return sum(
-        rows * (w.a.shape[1] + w.b.shape[0]) * w.a.element_size() for w in adapter.weights.values()
+        rows * (w.a_pages.shape[1] + w.b_pages.shape[2]) * w.a_pages.element_size()
+        for w in adapter.weights.values()
     )
 
 
@@ -126,6 +127,13 @@ class BatchedLoraLinear(nn.Module):
         self.a_pages = weight.new_zeros(pages * base.in_features, PAGE)
         self.b_rows = weight.new_zeros(pages * PAGE, base.out_features)
         self.scale_pages = weight.new_zeros(pages)
+        self._page_views()
+
+    def _page_views(self) -> None:
+        """The pools by page, ``[pages, in, PAGE]`` and ``[pages, PAGE, out]``: what
+        :meth:`write` copies into (kept, as a write runs for every wrapper)."""
+        self._a_by_page = self.a_pages.view(-1, self.in_features, PAGE)
+        self._b_by_page = self.b_rows.view(-1, PAGE, self.out_features)
 
     def grow(self, pages: int) -> None:
         have = self.scale_pages.shape[0]
@@ -140,36 +148,32 @@ class BatchedLoraLinear(nn.Module):
             new = old.new_zeros(pages * per_page, *old.shape[1:])
             new[: have * per_page] = old
             setattr(self, name, new)
+        self._page_views()
 
-    def write(
-        self, pages: torch.Tensor, a: torch.Tensor | None, b: torch.Tensor | None, scale: float
-    ) -> None:
-        """Fill ``pages`` (the adapter's, all of them) with ``a``/``b`` (or zeros).
+    def write(self, pages: torch.Tensor, weights: ModuleWeights | None) -> None:
+        """Fill ``pages`` (the adapter's, all of them) with ``weights`` (or zeros).
 
-        Whatever a previous owner left in them is overwritten, never read: the rank rows
-        past this module's own rank are written as zeros (this runs on the engine thread
-        for every wrapper whenever an adapter enters the device tier)."""
-        count = pages.shape[0]
-        rank = 0 if a is None or b is None else a.shape[0]
-        rows = count * PAGE
-        if a is None or b is None or rank != rows:
-            # Zero-padded to whole pages (a rank that is not a multiple of PAGE, or no
-            # weights in this module); a full rank is copied straight from the adapter.
-            a_t = self.a_pages.new_zeros(self.in_features, rows)
-            b_t = self.b_rows.new_zeros(rows, self.out_features)
-            if a is not None and b is not None:
-                a_t[:, :rank] = a.T.to(a_t.device, non_blocking=True)
-                b_t[:rank] = b.T.to(b_t.device, non_blocking=True)
-        else:
-            a_t = a.T.to(self.a_pages.device, non_blocking=True)
-            b_t = b.T.to(self.b_rows.device, non_blocking=True)
-        self.a_pages.view(-1, self.in_features, PAGE).index_copy_(
-            0, pages, a_t.reshape(self.in_features, count, PAGE).transpose(0, 1)
-        )
-        self.b_rows.view(-1, PAGE, self.out_features).index_copy_(
-            0, pages, b_t.reshape(count, PAGE, self.out_features)
-        )
-        self.scale_pages.index_fill_(0, pages, scale if rank else 0.0)
+        Whatever a previous owner left in them is overwritten, never read: pages past the
+        module's own (a smaller rank here than the adapter's largest, or no weights in
+        this module) are zeroed in place. This runs on the engine thread for every
+        wrapper whenever an adapter enters the device tier, so ``weights`` come in the
+        pools' page layout already and only whole pages are copied."""
+        own = 0 if weights is None else weights.a_pages.shape[0]
+        if weights is not None:
+            # As few torch calls as can be: under load each one may wait for the GIL.
+            mine = pages if own == pages.shape[0] else pages[:own]
+            a, b = weights.a_pages, weights.b_pages
+            if a.device != self.a_pages.device:
+                a = a.to(self.a_pages.device, non_blocking=True)
+                b = b.to(self.b_rows.device, non_blocking=True)
+            self._a_by_page.index_copy_(0, mine, a)
+            self._b_by_page.index_copy_(0, mine, b)
+            self.scale_pages.index_fill_(0, mine, weights.scale)
+        if own < pages.shape[0]:
+            rest = pages[own:]
+            self._a_by_page.index_fill_(0, rest, 0.0)
+            self._b_by_page.index_fill_(0, rest, 0.0)
+            self.scale_pages.index_fill_(0, rest, 0.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y: torch.Tensor = self.base(x)
@@ -321,11 +325,7 @@ class LoraSlotBank:
         device = self._device_dtype()[0]
         ids = torch.tensor(pages, dtype=torch.long, device=device)
         for name, wrapper in self.wrappers.items():
-            weights = adapter.weights.get(name)
-            if weights is None:
-                wrapper.write(ids, None, None, 0.0)
-            else:
-                wrapper.write(ids, weights.a, weights.b, weights.scale)
+            wrapper.write(ids, adapter.weights.get(name))
         with self._lock:
             self._pages_of[slot] = pages
             self.ranks[slot] = rank

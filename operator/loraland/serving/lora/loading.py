@@ -11,6 +11,7 @@ trained on another base model fails here); the weights are finite; and, when
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -22,6 +23,7 @@ import torch
 from pydantic import ValidationError
 
 from loraland.api.adapter import METADATA_FILE, PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, AdapterMetadata
+from loraland.serving.lora.ops import PAGE, pages_for
 
 _KEY_RE = re.compile(
     r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight$"
@@ -34,13 +36,41 @@ class AdapterLoadError(Exception):
 
 @dataclass(frozen=True)
 class ModuleWeights:
-    a: torch.Tensor  # [rank, in]
-    b: torch.Tensor  # [out, rank]
+    """One module's LoRA weights in the device pools' page layout (see ``ops.py``), so
+    entering a device slot, on the engine thread, is a plain copy of whole pages; the
+    transposing and padding happen here, on the load pool."""
+
+    a_pages: torch.Tensor  # [pages, in, PAGE]: A transposed; rank rows past ``rank`` zero
+    b_pages: torch.Tensor  # [pages, PAGE, out]: B transposed; likewise
+    rank: int
     scale: float
 
+    @classmethod
+    def from_peft(cls, a: torch.Tensor, b: torch.Tensor, scale: float) -> ModuleWeights:
+        """From PEFT's ``lora_A.weight: [rank, in]`` and ``lora_B.weight: [out, rank]``."""
+        rank, d_in = a.shape
+        d_out = b.shape[0]
+        padding = pages_for(rank) * PAGE - rank
+        b_t = b.T
+        if padding:
+            a = torch.cat([a, a.new_zeros(padding, d_in)])
+            b_t = torch.cat([b_t, b.new_zeros(padding, d_out)])
+        return cls(
+            a_pages=a.reshape(-1, PAGE, d_in).transpose(1, 2).contiguous(),
+            b_pages=b_t.contiguous().view(-1, PAGE, d_out),
+            rank=int(rank),
+            scale=scale,
+        )
+
     @property
-    def rank(self) -> int:
-        return int(self.a.shape[0])
+    def a(self) -> torch.Tensor:
+        """``lora_A.weight``, ``[rank, in]`` (a view)."""
+        return self.a_pages.transpose(1, 2).reshape(-1, self.a_pages.shape[1])[: self.rank]
+
+    @property
+    def b(self) -> torch.Tensor:
+        """``lora_B.weight``, ``[out, rank]`` (a view)."""
+        return self.b_pages.reshape(-1, self.b_pages.shape[2])[: self.rank].T
 
 
 @dataclass(frozen=True)
@@ -55,9 +85,11 @@ class LoadedAdapter:
 
     @property
     def nbytes(self) -> int:
+        """Host memory held, whole pages included."""
         return sum(
-            w.a.numel() * w.a.element_size() + w.b.numel() * w.b.element_size()
+            t.numel() * t.element_size()
             for w in self.weights.values()
+            for t in (w.a_pages, w.b_pages)
         )
 
 
@@ -117,10 +149,11 @@ def load_adapter(name: str, path: Path, base: BaseModelShape, max_rank: int) -> 
             raise AdapterLoadError(
                 f"rank {rank} at {module} exceeds the server's max_lora_rank {max_rank}"
             )
-        weights[module] = ModuleWeights(
-            a=_host_copy(a, base),
-            b=_host_copy(b, base),
-            scale=_scale(config, module, rank, alpha),
+        weights[module] = _host_copy(
+            ModuleWeights.from_peft(
+                a.to(base.dtype), b.to(base.dtype), _scale(config, module, rank, alpha)
+            ),
+            base,
         )
     if not weights:
         raise AdapterLoadError(f"{PEFT_WEIGHTS_FILE} holds no LoRA weights")
@@ -130,14 +163,15 @@ def load_adapter(name: str, path: Path, base: BaseModelShape, max_rank: int) -> 
     return LoadedAdapter(name=name, path=path, weights=weights)
 
 
-def _host_copy(tensor: torch.Tensor, base: BaseModelShape) -> torch.Tensor:
-    """The host tier's copy: CPU memory in the model's dtype, page-locked when the model
-    is on a GPU, so the copy into a device slot is a DMA that does not wait for the CPU
-    (and the host tier does not take GPU memory)."""
-    host = tensor.to(dtype=base.dtype).contiguous()
-    if base.device.type == "cuda":
-        host = host.pin_memory()
-    return host
+def _host_copy(weights: ModuleWeights, base: BaseModelShape) -> ModuleWeights:
+    """The host tier's copy: CPU memory, page-locked when the model is on a GPU, so the
+    copy into a device slot is a DMA that does not wait for the CPU (and the host tier
+    does not take GPU memory)."""
+    if base.device.type != "cuda":
+        return weights
+    return dataclasses.replace(
+        weights, a_pages=weights.a_pages.pin_memory(), b_pages=weights.b_pages.pin_memory()
+    )
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -197,7 +231,7 @@ def _check_metadata(path: Path, served_uri: str) -> None:
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
     file = path / PEFT_WEIGHTS_FILE
     if not file.is_file():
@@ -207,16 +241,23 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
             )
         raise AdapterLoadError(f"missing {PEFT_WEIGHTS_FILE} in {path}")
     try:
-        return load_file(str(file), device="cpu")
+        # One read, then parsing in memory: half the time of load_file's per-tensor reads
+        # (an adapter is a few MB to a few hundred; the bytes live only through the load).
+        return load(file.read_bytes())
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise AdapterLoadError(f"{PEFT_WEIGHTS_FILE} is corrupt or unreadable: {exc}") from None
 
 
 def _check_finite(pairs: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
-    """NaN or infinite weights are refused, naming the module. One check over all of them
-    (a check per tensor cost a third of a load); the search runs only when it fails."""
+    """NaN or infinite weights are refused, naming the module.
+
+    The sum of all weights is finite exactly when every weight is, unless finite weights
+    overflow it (only for absurd magnitudes, which the exact search below then accepts).
+    One sum is a tenth of the cost of ``isfinite`` over the same weights on the CPU, where
+    the check took a third of a load; the search runs only when the sum is not finite.
+    """
     tensors = [t.reshape(-1) for pair in pairs.values() for t in pair]
-    if not tensors or bool(torch.isfinite(torch.cat(tensors)).all()):
+    if not tensors or bool(torch.cat(tensors).sum().isfinite()):
         return
     for module, (a, b) in sorted(pairs.items()):
         if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
