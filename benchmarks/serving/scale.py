@@ -17,9 +17,8 @@ other, and each is printed as a ratio to its baseline, measured in the same run:
 Each tokens/s ratio divides by the mean of its baseline measured just before and just
 after it (A-B-A: one adapter around uniform, again around Zipf; all rank 8 around mixed
 ranks), since other work on a shared machine drifts every timing by about 10% over a
-minute. Nothing is
-asserted. Adapters are random (safetensors written directly; 1,000 names share 100
-weight files through hard links, which the server cannot tell apart).
+minute. Nothing is asserted. Adapters are random (safetensors written directly; 1,000
+names share 100 weight files through hard links, which the server cannot tell apart).
 
     python benchmarks/serving/scale.py [--users 32] [--duration 20] [--threads 1] [--naive]
 """

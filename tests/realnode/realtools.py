@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
-from cluster import KubeCluster
+from cluster import ClusterError, KubeCluster
 from realnode import REAL_NODE_SELECTOR, REAL_NODE_TOLERATION, RealNode
 
 
@@ -95,10 +95,9 @@ def wait_for_service(
     """
 
     def answered() -> str | None:
-        result = cluster.kubectl(
-            "exec", "-n", ns, client_pod, "--", *get, url,
-            check=False, timeout=60,
-        )  # fmt: skip
-        return result.stdout if result.returncode == 0 else None
+        try:
+            return exec_in(cluster, ns, client_pod, *get, url)
+        except ClusterError:
+            return None
 
     return str(wait_until(answered, f"{url} to answer from {client_pod}", 60, cluster))
