@@ -211,15 +211,18 @@ def test_kv_drop_front_keeps_the_rest() -> None:
 @pytest.mark.parametrize("rank", [1, 4, 8, 9, 64])
 def test_module_weights_keep_peft_weights_in_whole_zero_padded_pages(rank: int) -> None:
     a, b = torch.randn(rank, 6), torch.randn(5, rank)
-    weights = ModuleWeights.from_peft(a, b, 0.5)
+    original_b = b.clone()
+    weights = ModuleWeights.from_peft(a, b, 0.3)
     pages = -(-rank // PAGE)
     assert weights.a_pages.shape == (pages, 6, PAGE) and weights.a_pages.is_contiguous()
     assert weights.b_pages.shape == (pages, PAGE, 5) and weights.b_pages.is_contiguous()
-    assert torch.equal(weights.a, a) and torch.equal(weights.b, b)
-    assert weights.rank == rank and weights.scale == 0.5
+    # The scaling is folded into B (once, here), and PEFT's own tensors are left alone.
+    assert torch.equal(weights.a, a) and torch.equal(weights.scaled_b, b * 0.3)
+    assert torch.equal(b, original_b)
+    assert weights.rank == rank and weights.scale == 0.3
     # Page p, lane j holds rank row p * PAGE + j: A's row transposed, B's column.
     assert torch.equal(weights.a_pages[0, :, 0], a[0])
-    assert torch.equal(weights.b_pages[0, 0], b[:, 0])
+    assert torch.equal(weights.b_pages[0, 0], b[:, 0] * 0.3)
     padding = pages * PAGE - rank
     if padding:
         assert not weights.a_pages.transpose(1, 2).reshape(-1, 6)[rank:].any()

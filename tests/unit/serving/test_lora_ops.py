@@ -9,13 +9,14 @@ from loraland.serving.lora.loading import LoadedAdapter, ModuleWeights
 from loraland.serving.lora.ops import (
     PAGE,
     a_bag_index,
-    padded_gather_lora_delta,
+    add_padded_gather_lora,
+    add_segmented_lora,
+    add_stacked_lora,
     page_rows,
     page_weights,
     pages_for,
     pages_reference_lora_delta,
-    segmented_lora_delta,
-    stacked_lora_delta,
+    stacked_weights,
 )
 from torch import nn
 
@@ -50,7 +51,7 @@ def expected(model: Tiny, x: torch.Tensor, a: LoadedAdapter | None) -> torch.Ten
         y = layer(x)
         if a is not None and name in a.weights:
             w = a.weights[name]
-            y = y + (x @ w.a.T) @ w.b.T * w.scale
+            y = y + (x @ w.a.T) @ w.scaled_b.T
         outs.append(y)
     return torch.cat(outs, dim=-1)
 
@@ -83,6 +84,24 @@ def test_rewriting_a_slot_clears_modules_the_new_adapter_lacks() -> None:
     torch.testing.assert_close(model(x), expected(model, x, narrow))
 
 
+def test_stacked_weights_follow_a_slot_rewritten_between_steps() -> None:
+    # One adapter for every row: the stacked form, whose gathered weights each wrapper
+    # keeps while the distinct adapters stay the same. A new adapter in the same slot
+    # (the same pages, reused) must not be served the old one's weights.
+    model = Tiny()
+    bank = LoraSlotBank(model, slots=1)
+    first = adapter("first", 8, {"q_proj": (8, 6), "v_proj": (8, 4)}, seed=7)
+    second = adapter("second", 8, {"q_proj": (8, 6), "v_proj": (8, 4)}, seed=8)
+    x = torch.randn(3, 1, 8)
+    bank.write(1, first)
+    bank.set_rows([1, 1, 1])
+    assert bank.context.step is not None and bank.context.step.stacked
+    torch.testing.assert_close(model(x), expected(model, x, first))
+    bank.write(1, second)
+    bank.set_rows([1, 1, 1])
+    torch.testing.assert_close(model(x), expected(model, x, second))
+
+
 def test_slot_out_of_range_is_refused() -> None:
     bank = LoraSlotBank(Tiny(), slots=1)
     with pytest.raises(ValueError, match="slot 2"):
@@ -99,19 +118,18 @@ def page_pool(ranks: list[int], d_in: int, d_out: int) -> tuple[torch.Tensor, ..
     total = 1 + sum(pages_for(r) for r in ranks)
     a_pages = torch.randn(total * d_in, PAGE)
     b_rows = torch.randn(total * PAGE, d_out)
-    scale_pages = torch.zeros(total)
     a_pages[:d_in], b_rows[:PAGE] = 0, 0
-    return a_pages, b_rows, scale_pages
+    return a_pages, b_rows
 
 
 def scattered(ranks: list[int], pool: tuple[torch.Tensor, ...]) -> list[list[int]]:
-    a_pages, b_rows, scale_pages = pool
-    d_in = a_pages.shape[0] // len(scale_pages)
-    order = torch.randperm(len(scale_pages) - 1, generator=torch.Generator().manual_seed(5)) + 1
+    a_pages, b_rows = pool
+    total = b_rows.shape[0] // PAGE
+    d_in = a_pages.shape[0] // total
+    order = torch.randperm(total - 1, generator=torch.Generator().manual_seed(5)) + 1
     adapters, start = [], 0
-    for i, rank in enumerate(ranks):
+    for rank in ranks:
         pages = order[start : start + pages_for(rank)].tolist()
-        scale_pages[pages] = 0.5 + i
         last = pages[-1]
         used = rank - PAGE * (len(pages) - 1)  # rank rows the last page holds
         a_pages.view(-1, d_in, PAGE)[last, :, used:] = 0
@@ -144,7 +162,6 @@ def step_tensors(pages_of: list[list[int]], d_in: int) -> dict[str, torch.Tensor
         "a_offsets": a_offsets,
         "b_index": page_rows(pages),
         "b_offsets": torch.tensor(offsets),
-        "first_page": torch.tensor([own[0] if own else 0 for own in pages_of]),
         "active_pages": torch.tensor(active, dtype=torch.long),
         "member": member,
         "page_matrix": torch.tensor([p + [0] * (widest - len(p)) for p in pages_of]),
@@ -153,7 +170,7 @@ def step_tensors(pages_of: list[list[int]], d_in: int) -> dict[str, torch.Tensor
 
 def test_page_layout_round_trips_an_adapter() -> None:
     d_in, d_out = 5, 3
-    a_pages, b_rows, _ = page_pool([12], d_in, d_out)
+    a_pages, b_rows = page_pool([12], d_in, d_out)
     a, b = torch.randn(12, d_in), torch.randn(d_out, 12)
     a_pages.view(-1, d_in, PAGE)[[2, 1]] = (
         torch.cat([a.T, torch.zeros(d_in, 4)], 1).view(d_in, 2, PAGE).transpose(0, 1)
@@ -165,46 +182,54 @@ def test_page_layout_round_trips_an_adapter() -> None:
 
 
 @pytest.mark.parametrize("mix", [[8], [4, 8, 16, 64], [2, 2, 2], [9]])
-def test_paged_forms_match_the_reference(mix: list[int]) -> None:
-    pool = page_pool(mix, 16, 12)
-    a_pages, b_rows, scale_pages = pool
+@pytest.mark.parametrize("bare_row", [True, False])
+def test_paged_forms_match_the_reference(mix: list[int], bare_row: bool) -> None:
+    a_pages, b_rows = pool = page_pool(mix, 16, 12)
     adapters = scattered(mix, pool)
-    # Rows on every adapter, repeated adapters, and rows without any.
-    pages_of = [adapters[i % len(adapters)] for i in range(7)] + [[]]
+    # Rows on every adapter and repeated adapters, with or without a row on no adapter
+    # (without one, rank <= 8 gives every row exactly one page: the form's fast path).
+    pages_of = [adapters[i % len(adapters)] for i in range(7)] + ([[]] if bare_row else [])
     t = step_tensors(pages_of, 16)
+    one_page_each = all(len(own) == 1 for own in pages_of)
     x = torch.randn(len(pages_of), 1, 16)
-    want = pages_reference_lora_delta(x, a_pages, b_rows, scale_pages, pages_of)
-    segmented = segmented_lora_delta(
+    want = pages_reference_lora_delta(x, a_pages, b_rows, pages_of)
+    base = torch.randn(len(pages_of), 12)
+    segmented = add_segmented_lora(
+        base.clone(),
         x[:, 0],
         a_pages,
         b_rows,
-        scale_pages,
-        t["page_owner"],
+        None if one_page_each else t["page_owner"],
         t["a_index"],
         t["a_offsets"],
         t["b_index"],
         t["b_offsets"],
-        t["first_page"],
     )
-    stacked = stacked_lora_delta(
-        x[:, 0], a_pages, b_rows, scale_pages, t["active_pages"], t["member"], t["first_page"]
-    )
+    a, b = stacked_weights(a_pages, b_rows, t["active_pages"])
+    member = None if len(adapters) == 1 and not bare_row else t["member"]
+    stacked = add_stacked_lora(base.clone(), x[:, 0], a, b, member)
     # Sums in another order than the oracle's: fp32 rounding, relative to values ~100.
     close = {"rtol": 1e-5, "atol": 1e-4}
-    torch.testing.assert_close(segmented, want[:, 0], **close)
-    torch.testing.assert_close(stacked, want[:, 0], **close)
-    assert torch.equal(segmented[-1], torch.zeros(12))  # no adapter: exactly nothing
+    torch.testing.assert_close(segmented, base + want[:, 0], **close)
+    torch.testing.assert_close(stacked, base + want[:, 0], **close)
+    if bare_row:  # no adapter: exactly nothing added
+        assert torch.equal(segmented[-1], base[-1]) and torch.equal(stacked[-1], base[-1])
     prompts = torch.randn(len(pages_of), 5, 16)
-    gathered = padded_gather_lora_delta(prompts, a_pages, b_rows, scale_pages, t["page_matrix"])
+    prompt_base = torch.randn(len(pages_of), 5, 12)
+    gathered = add_padded_gather_lora(
+        prompt_base.clone(), prompts, a_pages, b_rows, t["page_matrix"]
+    )
     torch.testing.assert_close(
         gathered,
-        pages_reference_lora_delta(prompts, a_pages, b_rows, scale_pages, pages_of),
+        prompt_base + pages_reference_lora_delta(prompts, a_pages, b_rows, pages_of),
         **close,
     )
 
 
 def test_cost_model_stacks_few_adapters_and_segments_many() -> None:
     assert choose_stacked(rows=32, distinct_rank_sum=8, rank_sum=32 * 8)  # one adapter
+    assert choose_stacked(rows=32, distinct_rank_sum=8 * 8, rank_sum=32 * 8)  # eight
+    assert not choose_stacked(rows=32, distinct_rank_sum=16 * 8, rank_sum=32 * 8)
     assert not choose_stacked(rows=32, distinct_rank_sum=32 * 8, rank_sum=32 * 8)  # all distinct
     # Mixed ranks: the segmented form's work is the sum of the rows' own ranks.
     assert not choose_stacked(rows=32, distinct_rank_sum=8 * 92, rank_sum=8 * 92)
@@ -252,8 +277,8 @@ def test_bank_growth_stops_at_its_memory_budget_unless_admitted_pages_need_more(
     bank = LoraSlotBank(Tiny(), slots=3, max_bytes=3 * 448)
     bank.write(1, adapter("a", 8, {"q_proj": (8, 6)}, seed=1))
     wrapper = bank.wrappers["q_proj"]
-    assert wrapper.scale_pages.shape[0] == 4  # 3 pages + the zero page, not the 32 minimum
+    assert wrapper.pages == 4  # 3 pages + the zero page, not the 32 minimum
     assert wrapper.a_pages.shape == (4 * 8, PAGE)
     bank.write(2, adapter("b", 32, {"q_proj": (8, 6)}, seed=2))
-    assert wrapper.scale_pages.shape[0] == 6  # admitted by the registry: it gets its pages
+    assert wrapper.pages == 6  # admitted by the registry: it gets its pages
     assert bank.used_rows == 40

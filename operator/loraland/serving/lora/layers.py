@@ -33,19 +33,22 @@ from loraland.serving.lora.loading import LoadedAdapter, ModuleWeights
 from loraland.serving.lora.ops import (
     PAGE,
     a_bag_index,
-    padded_gather_lora_delta,
+    add_padded_gather_lora,
+    add_segmented_lora,
+    add_stacked_lora,
     page_rows,
     pages_for,
-    segmented_lora_delta,
-    stacked_lora_delta,
+    stacked_weights,
 )
 
 #: Cost of one rank row in the segmented decode form, relative to one (row, rank-row)
 #: entry of the stacked form's dense GEMMs. ``benchmarks/serving/lora_ops.py`` measures
-#: both: on CPU (1 thread, 576-wide layers, 32 rows) the bags cost about what the GEMMs
-#: cost when all rows share one adapter (74 vs 71 us) and win from two adapters on, so
-#: the stacked form is kept for a batch on one adapter.
-SEGMENT_COST = 1.0
+#: both: on CPU (576-wide layers, 32 rows, 1 or 2 threads) the GEMMs on weights already
+#: gathered cost what the bags cost at about 16 distinct rank-8 adapters (64 vs 62 us),
+#: and at about 4 when every step gathers them anew (67 vs 59 us). The gathered weights
+#: are kept while the set of distinct adapters holds, which in a batch on a few adapters
+#: is most steps, so the break-even is put between the two: stacked up to 8 adapters.
+SEGMENT_COST = 8.0
 
 _MIN_PAGES = 32
 
@@ -81,17 +84,20 @@ def adapter_device_bytes(adapter: LoadedAdapter) -> int:
 class _Step:
     """Index tensors of one batch composition (reused while the composition holds)."""
 
-    #: Every batch row's pages, row after row, and the batch row each belongs to.
+    #: Every batch row's pages, row after row, and the batch row each belongs to (None
+    #: when every row has exactly one page: page i is row i's).
     pages: torch.Tensor
-    page_owner: torch.Tensor
+    page_owner: torch.Tensor | None
     #: B side of the segmented form: the pages' rank rows and where each row's start.
     b_index: torch.Tensor
     b_offsets: torch.Tensor
-    #: One page of each row (0: no adapter), for its scaling.
-    first_page: torch.Tensor
-    #: Stacked form: pages of the distinct adapters, and which rank rows each row uses.
+    #: Stacked form: pages of the distinct adapters, and which rank rows each row uses
+    #: (None: every row uses the one adapter there is).
     active_pages: torch.Tensor
-    member: torch.Tensor
+    member: torch.Tensor | None
+    #: What the wrappers' gathered stacked weights were made from (weights version and
+    #: pages): compositions change nearly every step, the distinct adapters seldom.
+    stacked_key: tuple[int, tuple[int, ...]]
     #: Prefill: each row's pages padded with page 0 to the batch's most.
     page_matrix: torch.Tensor
     stacked: bool
@@ -126,8 +132,14 @@ class BatchedLoraLinear(nn.Module):
         weight = base.weight
         self.a_pages = weight.new_zeros(pages * base.in_features, PAGE)
         self.b_rows = weight.new_zeros(pages * PAGE, base.out_features)
-        self.scale_pages = weight.new_zeros(pages)
+        self._stacked: tuple[tuple[int, tuple[int, ...]], torch.Tensor, torch.Tensor] | None
+        self._stacked = None
         self._page_views()
+
+    @property
+    def pages(self) -> int:
+        """Pages the pools hold, the zero page included."""
+        return self.b_rows.shape[0] // PAGE
 
     def _page_views(self) -> None:
         """The pools by page, ``[pages, in, PAGE]`` and ``[pages, PAGE, out]``: what
@@ -136,14 +148,10 @@ class BatchedLoraLinear(nn.Module):
         self._b_by_page = self.b_rows.view(-1, PAGE, self.out_features)
 
     def grow(self, pages: int) -> None:
-        have = self.scale_pages.shape[0]
+        have = self.pages
         if pages <= have:
             return
-        for name, per_page in (
-            ("a_pages", self.in_features),
-            ("b_rows", PAGE),
-            ("scale_pages", 1),
-        ):
+        for name, per_page in (("a_pages", self.in_features), ("b_rows", PAGE)):
             old = getattr(self, name)
             new = old.new_zeros(pages * per_page, *old.shape[1:])
             new[: have * per_page] = old
@@ -157,7 +165,7 @@ class BatchedLoraLinear(nn.Module):
         module's own (a smaller rank here than the adapter's largest, or no weights in
         this module) are zeroed in place. This runs on the engine thread for every
         wrapper whenever an adapter enters the device tier, so ``weights`` come in the
-        pools' page layout already and only whole pages are copied."""
+        pools' page layout already (B scaled) and only whole pages are copied."""
         own = 0 if weights is None else weights.a_pages.shape[0]
         if weights is not None:
             # As few torch calls as can be: under load each one may wait for the GIL.
@@ -168,12 +176,10 @@ class BatchedLoraLinear(nn.Module):
                 b = b.to(self.b_rows.device, non_blocking=True)
             self._a_by_page.index_copy_(0, mine, a)
             self._b_by_page.index_copy_(0, mine, b)
-            self.scale_pages.index_fill_(0, mine, weights.scale)
         if own < pages.shape[0]:
             rest = pages[own:]
             self._a_by_page.index_fill_(0, rest, 0.0)
             self._b_by_page.index_fill_(0, rest, 0.0)
-            self.scale_pages.index_fill_(0, rest, 0.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y: torch.Tensor = self.base(x)
@@ -186,36 +192,33 @@ class BatchedLoraLinear(nn.Module):
             )
         n, tokens, _ = x.shape
         if tokens == 1 and self.context.decode:
-            flat = x.view(n, self.in_features)
+            flat, out = x.view(n, self.in_features), y.view(n, self.out_features)
             if step.stacked:
-                delta = stacked_lora_delta(
-                    flat,
-                    self.a_pages,
-                    self.b_rows,
-                    self.scale_pages,
-                    step.active_pages,
-                    step.member,
-                    step.first_page,
-                )
+                a, b = self._stacked_weights(step)
+                add_stacked_lora(out, flat, a, b, step.member)
             else:
                 a_index, a_offsets = step.a_bag(self.in_features)
-                delta = segmented_lora_delta(
+                add_segmented_lora(
+                    out,
                     flat,
                     self.a_pages,
                     self.b_rows,
-                    self.scale_pages,
                     step.page_owner,
                     a_index,
                     a_offsets,
                     step.b_index,
                     step.b_offsets,
-                    step.first_page,
                 )
-            return y + delta.view(n, 1, self.out_features)
-        delta = padded_gather_lora_delta(
-            x, self.a_pages, self.b_rows, self.scale_pages, step.page_matrix
-        )
-        return y + delta
+            return y
+        return add_padded_gather_lora(y, x, self.a_pages, self.b_rows, step.page_matrix)
+
+    def _stacked_weights(self, step: _Step) -> tuple[torch.Tensor, torch.Tensor]:
+        cached = self._stacked
+        if cached is not None and cached[0] == step.stacked_key:
+            return cached[1], cached[2]
+        a, b = stacked_weights(self.a_pages, self.b_rows, step.active_pages)
+        self._stacked = (step.stacked_key, a, b)
+        return a, b
 
 
 def choose_stacked(rows: int, distinct_rank_sum: int, rank_sum: int) -> bool:
@@ -245,6 +248,8 @@ class LoraSlotBank:
         self._pages_of: dict[int, list[int]] = {}
         self._capacity = 1  # page 0: the zero page every padding points at
         self._free_pages: list[int] = []
+        #: Bumped whenever pages change hands or contents, so gathered weights go stale.
+        self._version = 0
         self._lock = threading.Lock()
 
     # -- memory ---------------------------------------------------------------------------
@@ -308,6 +313,7 @@ class LoraSlotBank:
                 self._free_pages.extend(pages)
             if 0 <= slot < len(self.ranks):
                 self.ranks[slot] = 0
+            self._version += 1
             self.context.key = None
 
     # -- weights --------------------------------------------------------------------------
@@ -329,6 +335,7 @@ class LoraSlotBank:
         with self._lock:
             self._pages_of[slot] = pages
             self.ranks[slot] = rank
+            self._version += 1
             self.context.key = None
 
     # -- per step -------------------------------------------------------------------------
@@ -343,6 +350,7 @@ class LoraSlotBank:
         ctx.decode = decode
         with self._lock:
             pages_of = [self._pages_of.get(s, []) if s else [] for s in slots]
+            version = self._version
         if not any(pages_of):
             ctx.step = None
             return
@@ -364,8 +372,8 @@ class LoraSlotBank:
         stacked = decode and choose_stacked(
             len(slots), PAGE * len(active), PAGE * int(pages.shape[0])
         )
-        member = torch.zeros(0)
-        if stacked:
+        member: torch.Tensor | None = None
+        if stacked and (len(distinct) > 1 or not all(pages_of)):
             columns: dict[int, tuple[int, int]] = {}
             start = 0
             for s, own in distinct.items():
@@ -378,14 +386,17 @@ class LoraSlotBank:
                     member[i, lo:hi] = 1
             member = member.to(device)
         widest = max(len(own) for own in pages_of)
+        one_page_each = widest == 1 and all(pages_of)
         ctx.step = _Step(
             pages=pages,
-            page_owner=tensor([i for i, own in enumerate(pages_of) for _ in own]),
+            page_owner=None
+            if one_page_each
+            else tensor([i for i, own in enumerate(pages_of) for _ in own]),
             b_index=page_rows(pages),
             b_offsets=tensor(starts),
-            first_page=tensor([own[0] if own else 0 for own in pages_of]),
             active_pages=tensor(active),
             member=member,
+            stacked_key=(version, tuple(active)),
             page_matrix=tensor(
                 [p for own in pages_of for p in own + [0] * (widest - len(own))]
             ).view(len(slots), widest),

@@ -38,20 +38,22 @@ class AdapterLoadError(Exception):
 class ModuleWeights:
     """One module's LoRA weights in the device pools' page layout (see ``ops.py``), so
     entering a device slot, on the engine thread, is a plain copy of whole pages; the
-    transposing and padding happen here, on the load pool."""
+    transposing, padding and scaling happen here, on the load pool."""
 
     a_pages: torch.Tensor  # [pages, in, PAGE]: A transposed; rank rows past ``rank`` zero
-    b_pages: torch.Tensor  # [pages, PAGE, out]: B transposed; likewise
+    b_pages: torch.Tensor  # [pages, PAGE, out]: B transposed, times ``scale``; likewise
     rank: int
     scale: float
 
     @classmethod
     def from_peft(cls, a: torch.Tensor, b: torch.Tensor, scale: float) -> ModuleWeights:
-        """From PEFT's ``lora_A.weight: [rank, in]`` and ``lora_B.weight: [out, rank]``."""
+        """From PEFT's ``lora_A.weight: [rank, in]``, ``lora_B.weight: [out, rank]`` and
+        the module's scaling (``lora_alpha / r``, or its rsLoRA form), which is folded into
+        B once here rather than applied at every forward."""
         rank, d_in = a.shape
         d_out = b.shape[0]
         padding = pages_for(rank) * PAGE - rank
-        b_t = b.T
+        b_t = b.T * scale
         if padding:
             a = torch.cat([a, a.new_zeros(padding, d_in)])
             b_t = torch.cat([b_t, b.new_zeros(padding, d_out)])
@@ -68,8 +70,8 @@ class ModuleWeights:
         return self.a_pages.transpose(1, 2).reshape(-1, self.a_pages.shape[1])[: self.rank]
 
     @property
-    def b(self) -> torch.Tensor:
-        """``lora_B.weight``, ``[out, rank]`` (a view)."""
+    def scaled_b(self) -> torch.Tensor:
+        """``lora_B.weight * scale``, ``[out, rank]`` (a view)."""
         return self.b_pages.reshape(-1, self.b_pages.shape[2])[: self.rank].T
 
 

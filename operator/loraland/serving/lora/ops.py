@@ -1,9 +1,9 @@
-"""The batched LoRA ops: every row of a batch applies its own adapter in one computation.
+"""The batched LoRA ops: every row of a batch adds its own adapter's delta in one computation.
 
 Adapters live in paged pools, one set per target module (S-LoRA's unified paging). A page
 holds :data:`PAGE` rank rows of one adapter; an adapter of rank ``r`` owns
-``ceil(r / PAGE)`` pages anywhere in the pool, and page 0 is all zeros (scale 0): it pads
-and means "no adapter". Per module:
+``ceil(r / PAGE)`` pages anywhere in the pool, and page 0 is all zeros: it pads and means
+"no adapter". Per module:
 
 - ``a_pages: [pages * in, PAGE]``: each page's slice of A, transposed. Row ``p * in + k``
   holds ``A[j, k]`` for the page's rank rows ``j``, so one page's ``A x`` is the sum of
@@ -11,19 +11,25 @@ and means "no adapter". Per module:
   once and writes only its ``[PAGE]`` result (a gather of A rows followed by a product
   writes and re-reads the whole gathered block, and cost 2-4x more on CPU).
 - ``b_rows: [pages * PAGE, out]``: B's column for rank row ``j`` of page ``p`` at row
-  ``p * PAGE + j``; the B side is an ``embedding_bag`` too.
-- ``scale_pages: [pages]``: the adapter's scaling on each of its pages.
+  ``p * PAGE + j``, already multiplied by the adapter's scaling in that module, so no op
+  scales at run time; the B side is an ``embedding_bag`` too.
 
 Rank rows an adapter lacks in a module (a smaller rank there, or a module it does not
-target) are zero in both A and B and add exactly nothing. For a row with adapter A, B
-and scaling ``s`` each form computes PEFT's ``lora_B(lora_A(x)) * s``:
+target) are zero in both A and B and add exactly nothing. Each form adds PEFT's
+``lora_B(lora_A(x)) * scaling`` for every row into ``y`` (the base layer's output) in
+place, as Punica's and vLLM's ``add_lora`` kernels do, so no delta is allocated only to be
+added:
 
-- :func:`segmented_lora_delta` (decode): each row's own pages only, so the cost follows
+- :func:`add_segmented_lora` (decode): each row's own pages only, so the cost follows
   the sum of the rows' ranks, never the number of distinct adapters;
-- :func:`stacked_lora_delta` (decode): two dense GEMMs over the pages of the distinct
-  adapters in the batch, cheapest when few adapters share it;
-- :func:`padded_gather_lora_delta` (prefill): each row's pages gathered, two ``bmm``;
+- :func:`add_stacked_lora` (decode): two dense GEMMs over the pages of the distinct
+  adapters in the batch (gathered once by :func:`stacked_weights` and kept while that
+  set holds), cheapest when few adapters share it;
+- :func:`add_padded_gather_lora` (prefill): each row's pages gathered, two ``bmm``;
 - :func:`pages_reference_lora_delta`: one row at a time with plain matmuls, the oracle.
+
+Per decode step and module these are two or three torch calls: on CPU each call's fixed
+cost is comparable to a rank-8 product, so the count matters as much as the arithmetic.
 """
 
 from __future__ import annotations
@@ -55,81 +61,91 @@ def a_bag_index(pages: torch.Tensor, d_in: int) -> tuple[torch.Tensor, torch.Ten
     return index, offsets
 
 
-def segmented_lora_delta(
+def add_segmented_lora(
+    y: torch.Tensor,
     x: torch.Tensor,
     a_pages: torch.Tensor,
     b_rows: torch.Tensor,
-    scale_pages: torch.Tensor,
-    page_owner: torch.Tensor,
+    page_owner: torch.Tensor | None,
     a_index: torch.Tensor,
     a_offsets: torch.Tensor,
     b_index: torch.Tensor,
     b_offsets: torch.Tensor,
-    first_page: torch.Tensor,
 ) -> torch.Tensor:
-    """Decode form, ``x: [n, in]`` -> ``[n, out]``; its cost follows the rows' own pages.
+    """Decode form: ``y[i] += B_i A_i x[i]`` for ``x: [n, in]``, ``y: [n, out]``; its cost
+    follows the rows' own pages.
 
     The batch's pages are listed row after row (``P`` of them); ``page_owner: [P]`` is
-    the batch row of each. ``a_index``/``a_offsets`` come from :func:`a_bag_index`;
+    the batch row of each, or None when every row has exactly one page (then page ``i``
+    is row ``i``'s). ``a_index``/``a_offsets`` come from :func:`a_bag_index`;
     ``b_index: [P * PAGE]`` is :func:`page_rows` of the pages and ``b_offsets: [n]``
-    where each batch row's rank rows start. ``first_page: [n]`` is one page of each row
-    (0 without adapter), whose scale is the row's scaling.
+    where each batch row's rank rows start. Returns ``y``.
     """
-    weights = x.index_select(0, page_owner).reshape(-1)  # x[k] for each page's bag
-    hidden = embedding_bag(a_index, a_pages, a_offsets, mode="sum", per_sample_weights=weights)
+    rows = x if page_owner is None else x.index_select(0, page_owner)
+    hidden = embedding_bag(
+        a_index, a_pages, a_offsets, mode="sum", per_sample_weights=rows.reshape(-1)
+    )
     delta = embedding_bag(
         b_index, b_rows, b_offsets, mode="sum", per_sample_weights=hidden.reshape(-1)
-    )  # [n, out]
-    return delta * scale_pages.index_select(0, first_page).unsqueeze(-1)
+    )
+    return y.add_(delta)
 
 
-def stacked_lora_delta(
+def stacked_weights(
+    a_pages: torch.Tensor, b_rows: torch.Tensor, active_pages: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct adapters' pages as two dense matrices, ``A: [in, K]`` and
+    ``B: [K, out]`` with ``K = len(active_pages) * PAGE``, for :func:`add_stacked_lora`."""
+    d_in, d_out = a_pages.shape[0] // (b_rows.shape[0] // PAGE), b_rows.shape[-1]
+    a = a_pages.view(-1, d_in, PAGE).index_select(0, active_pages)  # [Pk, in, PAGE]
+    b = b_rows.view(-1, PAGE, d_out).index_select(0, active_pages)  # [Pk, PAGE, out]
+    return a.permute(1, 0, 2).reshape(d_in, -1), b.view(-1, d_out)
+
+
+def add_stacked_lora(
+    y: torch.Tensor,
     x: torch.Tensor,
-    a_pages: torch.Tensor,
-    b_rows: torch.Tensor,
-    scale_pages: torch.Tensor,
-    active_pages: torch.Tensor,
-    member: torch.Tensor,
-    first_page: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    member: torch.Tensor | None,
 ) -> torch.Tensor:
-    """Decode form over the distinct adapters' pages, ``x: [m, in]`` -> ``[m, out]``: two
-    dense GEMMs over their ``K = len(active_pages) * PAGE`` rank rows; ``member: [m, K]``
-    is 1 where rank row j belongs to row i's adapter.
+    """Decode form over the distinct adapters' rank rows (``a``, ``b`` from
+    :func:`stacked_weights`): ``y += ((x @ a) * member) @ b`` for ``x: [m, in]``;
+    ``member: [m, K]`` is 1 where rank row j belongs to row i's adapter, None when every
+    row uses the one adapter there is. Returns ``y``.
 
     Costs ``m x K``: cheapest when few adapters share the batch (one GEMM, no gather per
-    row), wasteful when many do, which is when :func:`segmented_lora_delta` wins.
+    row), wasteful when many do, which is when :func:`add_segmented_lora` wins.
     """
-    d_in, d_out = x.shape[-1], b_rows.shape[-1]
-    a = a_pages.view(-1, d_in, PAGE).index_select(0, active_pages)  # [Pk, in, PAGE]
-    hidden = (x @ a.permute(1, 0, 2).reshape(d_in, -1)) * member  # [m, K]
-    b = b_rows.view(-1, PAGE, d_out).index_select(0, active_pages).view(-1, d_out)
-    return (hidden @ b) * scale_pages.index_select(0, first_page).unsqueeze(-1)
+    hidden = x @ a
+    if member is not None:
+        hidden.mul_(member)
+    return y.addmm_(hidden, b)
 
 
-def padded_gather_lora_delta(
+def add_padded_gather_lora(
+    y: torch.Tensor,
     x: torch.Tensor,
     a_pages: torch.Tensor,
     b_rows: torch.Tensor,
-    scale_pages: torch.Tensor,
     page_matrix: torch.Tensor,
 ) -> torch.Tensor:
-    """Prefill form, ``x: [n, t, in]`` -> ``[n, t, out]``: each row's own A and B gathered
+    """Prefill form, ``x: [n, t, in]``, ``y: [n, t, out]``: each row's own A and B gathered
     (``page_matrix: [n, P]``, the row's pages padded with page 0 up to the batch's most),
-    then two ``bmm``. Prefill rows are few and long, so the copy of their pages is small
-    next to the ``t``-token products."""
+    then two ``bmm``, the second adding into ``y``. Prefill rows are few and long, so the
+    copy of their pages is small next to the ``t``-token products. Returns ``y``."""
     n, d_in, d_out = x.shape[0], x.shape[-1], b_rows.shape[-1]
     a = a_pages.view(-1, d_in, PAGE)[page_matrix]  # [n, P, in, PAGE]
     a = a.permute(0, 2, 1, 3).reshape(n, d_in, -1)  # [n, in, P * PAGE]
     b = b_rows.view(-1, PAGE, d_out)[page_matrix].view(n, -1, d_out)  # [n, P * PAGE, out]
-    delta = torch.bmm(torch.bmm(x, a), b)
-    return delta * scale_pages.index_select(0, page_matrix[:, 0]).view(-1, 1, 1)
+    return y.baddbmm_(torch.bmm(x, a), b)
 
 
 def page_weights(
     a_pages: torch.Tensor, b_rows: torch.Tensor, pages: list[int]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One adapter's ``A: [P * PAGE, in]`` and ``B: [out, P * PAGE]`` back from its pages
-    (zero rows where its rank is smaller)."""
+    """One adapter's ``A: [P * PAGE, in]`` and scaled ``B: [out, P * PAGE]`` back from its
+    pages (zero rows where its rank is smaller)."""
     d_out = b_rows.shape[-1]
     d_in = a_pages.shape[0] // (b_rows.shape[0] // PAGE)
     index = torch.tensor(pages, dtype=torch.long)
@@ -139,19 +155,15 @@ def page_weights(
 
 
 def pages_reference_lora_delta(
-    x: torch.Tensor,
-    a_pages: torch.Tensor,
-    b_rows: torch.Tensor,
-    scale_pages: torch.Tensor,
-    pages_of: list[list[int]],
+    x: torch.Tensor, a_pages: torch.Tensor, b_rows: torch.Tensor, pages_of: list[list[int]]
 ) -> torch.Tensor:
     """The oracle: one batch row at a time (``x: [n, t, in]``), its adapter rebuilt as
-    plain ``A``, ``B`` and PEFT's formula."""
+    plain ``A`` and scaled ``B``."""
     out = []
     for i, pages in enumerate(pages_of):
         if not pages:
             out.append(torch.zeros(x.shape[1], b_rows.shape[1], dtype=x.dtype))
             continue
         a, b = page_weights(a_pages, b_rows, pages)
-        out.append((x[i] @ a.T) @ b.T * scale_pages[pages[0]])
+        out.append((x[i] @ a.T) @ b.T)
     return torch.stack(out)
