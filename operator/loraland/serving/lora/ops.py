@@ -52,6 +52,11 @@ def page_rows(pages: torch.Tensor) -> torch.Tensor:
     return (pages.unsqueeze(-1) * PAGE + lanes).reshape(-1)
 
 
+def in_features(a_pages: torch.Tensor, b_rows: torch.Tensor) -> int:
+    """The module's input width, from its pools (both hold the same number of pages)."""
+    return a_pages.shape[0] // (b_rows.shape[0] // PAGE)
+
+
 def a_bag_index(pages: torch.Tensor, d_in: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(index, offsets)`` of :func:`segmented_lora_delta`'s A side for ``pages: [P]``:
     one bag per page, over its ``d_in`` rows of ``a_pages``."""
@@ -96,7 +101,7 @@ def stacked_weights(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The distinct adapters' pages as two dense matrices, ``A: [in, K]`` and
     ``B: [K, out]`` with ``K = len(active_pages) * PAGE``, for :func:`add_stacked_lora`."""
-    d_in, d_out = a_pages.shape[0] // (b_rows.shape[0] // PAGE), b_rows.shape[-1]
+    d_in, d_out = in_features(a_pages, b_rows), b_rows.shape[-1]
     a = a_pages.view(-1, d_in, PAGE).index_select(0, active_pages)  # [Pk, in, PAGE]
     b = b_rows.view(-1, PAGE, d_out).index_select(0, active_pages)  # [Pk, PAGE, out]
     return a.permute(1, 0, 2).reshape(d_in, -1), b.view(-1, d_out)
@@ -146,8 +151,7 @@ def page_weights(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One adapter's ``A: [P * PAGE, in]`` and scaled ``B: [out, P * PAGE]`` back from its
     pages (zero rows where its rank is smaller)."""
-    d_out = b_rows.shape[-1]
-    d_in = a_pages.shape[0] // (b_rows.shape[0] // PAGE)
+    d_in, d_out = in_features(a_pages, b_rows), b_rows.shape[-1]
     index = torch.tensor(pages, dtype=torch.long)
     a = a_pages.view(-1, d_in, PAGE)[index].permute(0, 2, 1).reshape(-1, d_in)
     b = b_rows.view(-1, PAGE, d_out)[index].reshape(-1, d_out).T
