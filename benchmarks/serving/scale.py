@@ -4,12 +4,14 @@ long prompts arriving, and the naive transformers + peft server.
 One ``loraland serve`` with the defaults (``--adapter-root`` holding 1,000 rank-8 adapters
 on q/k/v/o plus mixed-rank ones, on the embedded model) and closed-loop users (each sends
 a request, reads the whole streamed answer, sends the next; greedy, EOS ignored, up to
-``--new-tokens`` tokens). Every scenario runs against the same server, one after the
+``--new-tokens`` tokens; their first requests spread over the warmup, so the window sees
+the steady state rather than waves of users in step). Every scenario runs against the same server, one after the
 other, and each is printed as a ratio to its baseline, measured in the same run:
 
 - uniform over 1,000 adapters vs all users on one adapter (target >= 0.8x tokens/s);
 - Zipf over 1,000 adapters vs one adapter (target >= 0.9x);
-- mixed ranks {4, 8, 16, 64} vs all rank 8, 40 adapters each (target >= 0.9x);
+- mixed ranks {4, 8, 16, 64} vs all rank 8, 40 adapters each, all loaded beforehand
+  (target >= 0.9x);
 - cold-load time to first token vs warm, idle server (target <= 1.5x);
 - inter-token latency p99 while 1,000-token prompts arrive vs without (target <= 3x);
 - with ``--naive``: 8 adapters, loraland vs naive_server.py (target >= 10x).
@@ -21,7 +23,7 @@ since other work on a shared machine drifts every timing by 10% or more over a m
 Nothing is asserted. Adapters are random (safetensors written directly; 1,000 names share
 100 weight files through hard links, which the server cannot tell apart).
 
-    python benchmarks/serving/scale.py [--users 32] [--duration 20] [--threads 1] [--naive]
+    python benchmarks/serving/scale.py [--users 32] [--duration 30] [--threads 1] [--naive]
 """
 
 from __future__ import annotations
@@ -163,6 +165,10 @@ async def closed_loop(
 
     async def user(client: httpx.AsyncClient, seed: int) -> None:
         rng = random.Random(seed)
+        # Starts spread over the warmup: users that all start together stay in step
+        # (their requests are the same length), and the window would then measure
+        # waves of prefills and drained batches instead of the steady state.
+        await asyncio.sleep(warmup * seed / users)
         while time.monotonic() < end_at:
             await one_request(client, rng)
 
@@ -191,6 +197,23 @@ def first_token_s(url: str, adapter: str) -> float:
     response = httpx.post(f"{url}/generate", json=body, timeout=120)
     response.raise_for_status()
     return time.monotonic() - begin
+
+
+async def touch(url: str, adapters: list[str]) -> None:
+    """One 1-token request per adapter, all at once: the adapters are loaded before a
+    scenario that measures what their ranks cost, not what loading them costs (cold
+    loads have their own scenario)."""
+    async with httpx.AsyncClient(timeout=120) as client:
+
+        async def one(adapter: str) -> None:
+            body = {
+                "inputs": PROMPTS[0],
+                "parameters": {"max_new_tokens": 1, "adapter_id": adapter},
+            }
+            response = await client.post(f"{url}/generate", json=body)
+            response.raise_for_status()
+
+        await asyncio.gather(*(one(adapter) for adapter in adapters))
 
 
 def long_prompt_text(base_dir: Path, tokens: int) -> str:
@@ -240,8 +263,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--users", type=int, default=32)
-    parser.add_argument("--duration", type=float, default=20.0, help="seconds per point")
-    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds per point")
+    parser.add_argument("--warmup", type=float, default=8.0)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--adapters", type=int, default=1000)
     parser.add_argument("--zipf", type=float, default=1.0, help="Zipf exponent")
@@ -335,6 +358,7 @@ def main() -> None:
         measure("one adapter (3)", lambda rng: "u0")
         r8 = [f"r8-{i}" for i in range(40)]
         mixed = [f"mixed{i}" for i in range(40)]
+        asyncio.run(touch(url, r8 + mixed))
         measure("40 adapters, all rank 8 (1)", lambda rng: rng.choice(r8))
         measure("40 adapters, ranks 4/8/16/64", lambda rng: rng.choice(mixed))
         measure("40 adapters, all rank 8 (2)", lambda rng: rng.choice(r8))

@@ -9,9 +9,10 @@ from loraland.serving.lora.loading import LoadedAdapter, ModuleWeights
 from loraland.serving.lora.ops import (
     PAGE,
     a_bag_index,
-    add_padded_gather_lora,
+    add_gathered_lora,
     add_segmented_lora,
     add_stacked_lora,
+    page_count_groups,
     page_rows,
     page_weights,
     pages_for,
@@ -154,7 +155,6 @@ def step_tensors(pages_of: list[list[int]], d_in: int) -> dict[str, torch.Tensor
             if tuple(row) == own:
                 member[i, column : column + PAGE * len(own)] = 1
         column += PAGE * len(own)
-    widest = max(len(p) for p in pages_of)
     a_index, a_offsets = a_bag_index(pages, d_in)
     return {
         "page_owner": torch.tensor([i for i, own in enumerate(pages_of) for _ in own]),
@@ -164,7 +164,6 @@ def step_tensors(pages_of: list[list[int]], d_in: int) -> dict[str, torch.Tensor
         "b_offsets": torch.tensor(offsets),
         "active_pages": torch.tensor(active, dtype=torch.long),
         "member": member,
-        "page_matrix": torch.tensor([p + [0] * (widest - len(p)) for p in pages_of]),
     }
 
 
@@ -216,14 +215,32 @@ def test_paged_forms_match_the_reference(mix: list[int], bare_row: bool) -> None
         assert torch.equal(segmented[-1], base[-1]) and torch.equal(stacked[-1], base[-1])
     prompts = torch.randn(len(pages_of), 5, 16)
     prompt_base = torch.randn(len(pages_of), 5, 12)
-    gathered = add_padded_gather_lora(
-        prompt_base.clone(), prompts, a_pages, b_rows, t["page_matrix"]
-    )
+    gathered = prompt_base.clone()
+    for rows, pages in page_count_groups(pages_of):
+        every_row = len(rows) == len(pages_of)  # the form's in-place path
+        add_gathered_lora(
+            gathered,
+            prompts,
+            a_pages,
+            b_rows,
+            torch.tensor(pages),
+            None if every_row else torch.tensor(rows),
+        )
     torch.testing.assert_close(
         gathered,
         prompt_base + pages_reference_lora_delta(prompts, a_pages, b_rows, pages_of),
         **close,
     )
+
+
+def test_prefill_groups_rows_by_page_count_without_padding() -> None:
+    pages_of = [[3], [5, 6, 7, 8], [], [4], [9, 10]]
+    assert page_count_groups(pages_of) == [
+        ([0, 3], [[3], [4]]),
+        ([1], [[5, 6, 7, 8]]),
+        ([4], [[9, 10]]),
+    ]
+    assert page_count_groups([[], []]) == []
 
 
 def test_cost_model_stacks_few_adapters_and_segments_many() -> None:

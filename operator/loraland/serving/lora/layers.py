@@ -18,7 +18,8 @@ and sets rows; :meth:`LoraSlotBank.free` may come from any thread.
 
 Per decode step :meth:`LoraSlotBank.set_rows` picks the cheaper form from a cost model
 (see :data:`SEGMENT_COST`): the stacked GEMMs while few adapters share the batch, the
-segmented bags once many do. Prefill uses the padded gather (``bmm`` per row).
+segmented bags once many do. Prefill gathers each row's pages (``bmm`` per group of rows
+with as many pages).
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ from loraland.serving.lora.loading import LoadedAdapter, ModuleWeights
 from loraland.serving.lora.ops import (
     PAGE,
     a_bag_index,
-    add_padded_gather_lora,
+    add_gathered_lora,
     add_segmented_lora,
     add_stacked_lora,
+    page_count_groups,
     page_rows,
     pages_for,
     stacked_weights,
@@ -98,11 +100,26 @@ class _Step:
     #: What the wrappers' gathered stacked weights were made from (weights version and
     #: pages): compositions change nearly every step, the distinct adapters seldom.
     stacked_key: tuple[int, tuple[int, ...]]
-    #: Prefill: each row's pages padded with page 0 to the batch's most.
-    page_matrix: torch.Tensor
+    #: Each row's pages, for the prefill groups (made when a multi-token forward needs them).
+    pages_of: list[list[int]]
     stacked: bool
     #: A side of the segmented form per input width (made by the first module of each).
     a_bags: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    _prefill_groups: list[tuple[torch.Tensor | None, torch.Tensor]] | None = None
+
+    @property
+    def prefill_groups(self) -> list[tuple[torch.Tensor | None, torch.Tensor]]:
+        """Per page count, its rows (None: every row) and their pages ``[rows, P]``."""
+        if self._prefill_groups is None:
+            device, every = self.pages.device, len(self.pages_of)
+            self._prefill_groups = [
+                (
+                    None if len(rows) == every else torch.tensor(rows, device=device),
+                    torch.tensor(pages, dtype=torch.long, device=device),
+                )
+                for rows, pages in page_count_groups(self.pages_of)
+            ]
+        return self._prefill_groups
 
     def a_bag(self, d_in: int) -> tuple[torch.Tensor, torch.Tensor]:
         bag = self.a_bags.get(d_in)
@@ -210,7 +227,9 @@ class BatchedLoraLinear(nn.Module):
                     step.b_offsets,
                 )
             return y
-        return add_padded_gather_lora(y, x, self.a_pages, self.b_rows, step.page_matrix)
+        for rows, pages in step.prefill_groups:
+            add_gathered_lora(y, x, self.a_pages, self.b_rows, pages, rows)
+        return y
 
     def _stacked_weights(self, step: _Step) -> tuple[torch.Tensor, torch.Tensor]:
         cached = self._stacked
@@ -385,8 +404,7 @@ class LoraSlotBank:
                     lo, hi = columns[s]
                     member[i, lo:hi] = 1
             member = member.to(device)
-        widest = max(len(own) for own in pages_of)
-        one_page_each = widest == 1 and all(pages_of)
+        one_page_each = all(len(own) == 1 for own in pages_of)
         ctx.step = _Step(
             pages=pages,
             page_owner=None
@@ -397,9 +415,7 @@ class LoraSlotBank:
             active_pages=tensor(active),
             member=member,
             stacked_key=(version, tuple(active)),
-            page_matrix=tensor(
-                [p for own in pages_of for p in own + [0] * (widest - len(own))]
-            ).view(len(slots), widest),
+            pages_of=pages_of,
             stacked=stacked,
         )
 

@@ -25,7 +25,9 @@ added:
 - :func:`add_stacked_lora` (decode): two dense GEMMs over the pages of the distinct
   adapters in the batch (gathered once by :func:`stacked_weights` and kept while that
   set holds), cheapest when few adapters share it;
-- :func:`add_padded_gather_lora` (prefill): each row's pages gathered, two ``bmm``;
+- :func:`add_gathered_lora` (prefill): each row's pages gathered, two ``bmm`` per group
+  of rows with as many pages (:func:`page_count_groups`), so a rank-4 prompt next to a
+  rank-64 one is not padded to 64;
 - :func:`pages_reference_lora_delta`: one row at a time with plain matmuls, the oracle.
 
 Per decode step and module these are two or three torch calls: on CPU each call's fixed
@@ -128,22 +130,39 @@ def add_stacked_lora(
     return y.addmm_(hidden, b)
 
 
-def add_padded_gather_lora(
+def page_count_groups(pages_of: list[list[int]]) -> list[tuple[list[int], list[list[int]]]]:
+    """The batch rows by page count, ``(rows, their pages)`` per count, for
+    :func:`add_gathered_lora`; rows without pages (no adapter) are in no group."""
+    groups: dict[int, tuple[list[int], list[list[int]]]] = {}
+    for row, own in enumerate(pages_of):
+        if own:
+            rows, pages = groups.setdefault(len(own), ([], []))
+            rows.append(row)
+            pages.append(own)
+    return list(groups.values())
+
+
+def add_gathered_lora(
     y: torch.Tensor,
     x: torch.Tensor,
     a_pages: torch.Tensor,
     b_rows: torch.Tensor,
-    page_matrix: torch.Tensor,
+    pages: torch.Tensor,
+    rows: torch.Tensor | None,
 ) -> torch.Tensor:
-    """Prefill form, ``x: [n, t, in]``, ``y: [n, t, out]``: each row's own A and B gathered
-    (``page_matrix: [n, P]``, the row's pages padded with page 0 up to the batch's most),
-    then two ``bmm``, the second adding into ``y``. Prefill rows are few and long, so the
-    copy of their pages is small next to the ``t``-token products. Returns ``y``."""
-    n, d_in, d_out = x.shape[0], x.shape[-1], b_rows.shape[-1]
-    a = a_pages.view(-1, d_in, PAGE)[page_matrix]  # [n, P, in, PAGE]
+    """Prefill form, ``x: [n, t, in]``, ``y: [n, t, out]``, for the batch ``rows`` that
+    have the same number of pages (``pages: [len(rows), P]``; None: every row): their A
+    and B gathered, then two ``bmm``. Prefill rows are few and long, so the copy of their
+    pages is small next to the ``t``-token products. Returns ``y``."""
+    d_in, d_out = x.shape[-1], b_rows.shape[-1]
+    n = pages.shape[0]
+    a = a_pages.view(-1, d_in, PAGE)[pages]  # [n, P, in, PAGE]
     a = a.permute(0, 2, 1, 3).reshape(n, d_in, -1)  # [n, in, P * PAGE]
-    b = b_rows.view(-1, PAGE, d_out)[page_matrix].view(n, -1, d_out)  # [n, P * PAGE, out]
-    return y.baddbmm_(torch.bmm(x, a), b)
+    b = b_rows.view(-1, PAGE, d_out)[pages].view(n, -1, d_out)  # [n, P * PAGE, out]
+    if rows is None:
+        return y.baddbmm_(torch.bmm(x, a), b)
+    hidden = torch.bmm(x.index_select(0, rows), a)
+    return y.index_add_(0, rows, torch.bmm(hidden, b))
 
 
 def page_weights(
