@@ -67,8 +67,8 @@ test-playground: venv chromium
 	$(PY) -m pytest tests -m browser
 
 lint: venv
-	$(VENV)/bin/ruff check operator tests
-	$(VENV)/bin/ruff format --check operator tests
+	$(VENV)/bin/ruff check operator tests benchmarks
+	$(VENV)/bin/ruff format --check operator tests benchmarks
 
 typecheck: venv
 	$(VENV)/bin/mypy

@@ -5,8 +5,9 @@ One ``loraland serve`` with the defaults (``--adapter-root`` holding 1,000 rank-
 on q/k/v/o plus mixed-rank ones, on the embedded model) and closed-loop users (each sends
 a request, reads the whole streamed answer, sends the next; greedy, EOS ignored, up to
 ``--new-tokens`` tokens; their first requests spread over the warmup, so the window sees
-the steady state rather than waves of users in step). Every scenario runs against the same server, one after the
-other, and each is printed as a ratio to its baseline, measured in the same run:
+the steady state rather than waves of users in step). Every scenario runs against the
+same server, one after the other, and each is printed as a ratio to its baseline,
+measured in the same run:
 
 - uniform over 1,000 adapters vs all users on one adapter (target >= 0.8x tokens/s);
 - Zipf over 1,000 adapters vs one adapter (target >= 0.9x);
@@ -20,8 +21,10 @@ Each tokens/s ratio divides by the mean of its baseline measured just before and
 after it (A-B-A: one adapter around uniform, again around Zipf; all rank 8 around mixed
 ranks; loraland's 8 adapters around the naive server, loraland idle while it runs),
 since other work on a shared machine drifts every timing by 10% or more over a minute.
-Nothing is asserted. Adapters are random (safetensors written directly; 1,000 names share
-100 weight files through hard links, which the server cannot tell apart).
+Each point also prints the CPU steal during its window (a VM's vCPUs waiting for the
+host), and the ratios are flagged where a point had more than 5%. Nothing is asserted.
+Adapters are random (safetensors written directly; 1,000 names share 100 weight files
+through hard links, which the server cannot tell apart).
 
     python benchmarks/serving/scale.py [--users 32] [--duration 30] [--threads 1] [--naive]
 """
@@ -48,6 +51,8 @@ from workload import BASE_URI, PROMPTS, tgi_body, token_times  # beside this scr
 
 HERE = Path(__file__).resolve().parent
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+#: Steal above this share of a window is reported with the ratios.
+STEAL_WARNING = 0.05
 
 
 @dataclass
@@ -57,6 +62,8 @@ class Point:
     ttft: list[float] = field(default_factory=list)
     gaps: list[float] = field(default_factory=list)
     requests: int = 0
+    #: Share of the machine's CPU time the hypervisor gave to others during the window.
+    steal: float = float("nan")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -64,6 +71,17 @@ def pct(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def cpu_times() -> tuple[int, int]:
+    """(steal, total) CPU ticks of the machine so far, from ``/proc/stat``; (0, 0) where
+    there is none. On a VM, steal is time a vCPU was ready but the host ran someone
+    else: a window with much of it measures the neighbours, not the server."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
 
 
 # -- adapters --------------------------------------------------------------------------
@@ -172,6 +190,14 @@ async def closed_loop(
         while time.monotonic() < end_at:
             await one_request(client, rng)
 
+    async def watch_steal() -> None:
+        await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+        steal0, total0 = cpu_times()
+        await asyncio.sleep(max(0.0, end_at - time.monotonic()))
+        steal1, total1 = cpu_times()
+        if total1 > total0:
+            point.steal = (steal1 - steal0) / (total1 - total0)
+
     async def long_user(client: httpx.AsyncClient) -> None:
         body = {"inputs": long_prompt, "parameters": {"max_new_tokens": 1}}
         while time.monotonic() < end_at:
@@ -181,12 +207,14 @@ async def closed_loop(
     limits = httpx.Limits(max_connections=users + 8)
     async with httpx.AsyncClient(timeout=None, limits=limits) as client:
         tasks = [asyncio.create_task(user(client, seed)) for seed in range(users)]
+        watcher = asyncio.create_task(watch_steal())
         if long_prompt is not None:
             tasks.append(asyncio.create_task(long_user(client)))
         await asyncio.wait(tasks, timeout=end_at - time.monotonic())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await watcher
     point.tokens_per_s = tokens_in_window / duration
     return point
 
@@ -316,7 +344,8 @@ def main() -> None:
             f"  {key:<34} {point.tokens_per_s:7.1f} tok/s  TTFT p50 {pct(point.ttft, 0.5):.3f} s"
             f"  ITL p50 {pct(point.gaps, 0.5):.3f} p99 {pct(point.gaps, 0.99):.3f} s"
             f"  ({point.requests} requests; device tier: "
-            f"{after[0] - before[0]:.0f} copies in, {after[1] - before[1]:.0f} evictions)",
+            f"{after[0] - before[0]:.0f} copies in, {after[1] - before[1]:.0f} evictions)"
+            f"  steal {point.steal:.0%}",
             flush=True,
         )
         return point
@@ -342,7 +371,10 @@ def main() -> None:
             )
         finally:
             stop(naive)
-        print(f"  {'naive, 8 adapters':<34} {point.tokens_per_s:7.1f} tok/s", flush=True)
+        print(
+            f"  {'naive, 8 adapters':<34} {point.tokens_per_s:7.1f} tok/s  steal {point.steal:.0%}",
+            flush=True,
+        )
         return point
 
     naive_point = None
@@ -424,6 +456,14 @@ def main() -> None:
             "loraland / naive, 8 adapters, tokens/s",
             share(around("8 adapters", 1), naive_point.tokens_per_s),
             ">= 10",
+        )
+    stolen = [f"{p.label} {p.steal:.0%}" for p in points.values() if p.steal > STEAL_WARNING]
+    if naive_point is not None and naive_point.steal > STEAL_WARNING:
+        stolen.append(f"naive {naive_point.steal:.0%}")
+    if stolen:
+        print(
+            f"  CPU steal over {STEAL_WARNING:.0%} in: {', '.join(stolen)}: the ratios that "
+            "use these points measure the host's other tenants more than the server"
         )
     interesting = [
         line
