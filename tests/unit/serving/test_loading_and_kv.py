@@ -227,3 +227,45 @@ def test_module_weights_keep_peft_weights_in_whole_zero_padded_pages(rank: int) 
     if padding:
         assert not weights.a_pages.transpose(1, 2).reshape(-1, 6)[rank:].any()
         assert not weights.b_pages.reshape(-1, 5)[rank:].any()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_modules_of_one_shape_load_together_each_with_its_own_weights(
+    tmp_path: Path, dtype: torch.dtype
+) -> None:
+    """q and o (same shape, same rank) go through the page layout as one stack; v has
+    another rank and o another alpha: every module still gets exactly PEFT's A and its own
+    scaled B, in the base model's dtype, as one module alone would."""
+    layer = "model.layers.0.self_attn"
+    base = BaseModelShape(
+        uri="builtin://tiny",
+        linears={f"{layer}.q_proj": (8, 8), f"{layer}.o_proj": (8, 8), f"{layer}.v_proj": (8, 4)},
+        dtype=dtype,
+        device=torch.device("cpu"),
+    )
+    torch.manual_seed(0)
+    tensors = {
+        f"{PREFIX}.q_proj.lora_A.weight": torch.randn(2, 8),
+        f"{PREFIX}.q_proj.lora_B.weight": torch.randn(8, 2),
+        f"{PREFIX}.o_proj.lora_A.weight": torch.randn(2, 8),
+        f"{PREFIX}.o_proj.lora_B.weight": torch.randn(8, 2),
+        f"{PREFIX}.v_proj.lora_A.weight": torch.randn(3, 8),
+        f"{PREFIX}.v_proj.lora_B.weight": torch.randn(4, 3),
+    }
+    config = {"target_modules": ["q_proj", "o_proj", "v_proj"], "alpha_pattern": {"o_proj": 3}}
+    adapter = load_adapter("grouped", write(tmp_path / "g", config, tensors), base, max_rank=8)
+    scales = {"q_proj": 4 / 2, "o_proj": 3 / 2, "v_proj": 4 / 3}
+    for short, scale in scales.items():
+        weights = adapter.weights[f"{layer}.{short}"]
+        a = tensors[f"{PREFIX}.{short}.lora_A.weight"].to(dtype)
+        b = tensors[f"{PREFIX}.{short}.lora_B.weight"].to(dtype)
+        assert weights.a_pages.dtype == dtype and weights.a_pages.is_contiguous()
+        assert weights.rank == a.shape[0] and weights.scale == scale
+        assert torch.equal(weights.a, a)
+        # A Python float times the weights: computed in fp32, rounded once to the dtype.
+        assert torch.equal(weights.scaled_b, (b.float() * scale).to(dtype))
+        alone = ModuleWeights.from_peft(a, b, scale)
+        assert torch.equal(weights.a_pages, alone.a_pages)
+        assert torch.equal(weights.b_pages, alone.b_pages)
+    q, o = adapter.weights[f"{layer}.q_proj"], adapter.weights[f"{layer}.o_proj"]
+    assert q.a_pages.untyped_storage().data_ptr() == o.a_pages.untyped_storage().data_ptr()

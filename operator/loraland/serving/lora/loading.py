@@ -11,7 +11,6 @@ trained on another base model fails here); the weights are finite; and, when
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import re
@@ -34,6 +33,28 @@ class AdapterLoadError(Exception):
     """The adapter cannot be served; the message says why."""
 
 
+def page_layout(
+    a: torch.Tensor, b: torch.Tensor, scales: list[float]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PEFT's weights of ``M`` modules of one shape, ``a: [M, rank, in]`` and
+    ``b: [M, out, rank]``, in the pools' page layout: ``[M, pages, in, PAGE]`` (A
+    transposed) and ``[M, pages, PAGE, out]`` (B transposed, times each module's scale),
+    rank rows past ``rank`` zero. Modules of one shape go through together: an adapter has
+    a hundred or more, and per module these few ops were most of a load's CPU time."""
+    m, rank, d_in = a.shape
+    d_out = b.shape[1]
+    pages = pages_for(rank)
+    padding = pages * PAGE - rank
+    # The scales in fp32, as a Python float scalar would be: bf16 weights then round once.
+    scale = torch.tensor(scales, dtype=torch.float32).view(m, 1, 1)
+    b_t = (b.transpose(1, 2) * scale).to(b.dtype)
+    if padding:
+        a = torch.cat([a, a.new_zeros(m, padding, d_in)], dim=1)
+        b_t = torch.cat([b_t, b_t.new_zeros(m, padding, d_out)], dim=1)
+    a_pages = a.reshape(m, pages, PAGE, d_in).transpose(2, 3).contiguous()
+    return a_pages, b_t.contiguous().view(m, pages, PAGE, d_out)
+
+
 @dataclass(frozen=True)
 class ModuleWeights:
     """One module's LoRA weights in the device pools' page layout (see ``ops.py``), so
@@ -50,19 +71,8 @@ class ModuleWeights:
         """From PEFT's ``lora_A.weight: [rank, in]``, ``lora_B.weight: [out, rank]`` and
         the module's scaling (``lora_alpha / r``, or its rsLoRA form), which is folded into
         B once here rather than applied at every forward."""
-        rank, d_in = a.shape
-        d_out = b.shape[0]
-        padding = pages_for(rank) * PAGE - rank
-        b_t = b.T * scale
-        if padding:
-            a = torch.cat([a, a.new_zeros(padding, d_in)])
-            b_t = torch.cat([b_t, b.new_zeros(padding, d_out)])
-        return cls(
-            a_pages=a.reshape(-1, PAGE, d_in).transpose(1, 2).contiguous(),
-            b_pages=b_t.contiguous().view(-1, PAGE, d_out),
-            rank=int(rank),
-            scale=scale,
-        )
+        a_pages, b_pages = page_layout(a.unsqueeze(0), b.unsqueeze(0), [scale])
+        return cls(a_pages=a_pages[0], b_pages=b_pages[0], rank=int(a.shape[0]), scale=scale)
 
     @property
     def a(self) -> torch.Tensor:
@@ -125,8 +135,8 @@ def load_adapter(name: str, path: Path, base: BaseModelShape, max_rank: int) -> 
     _check_config(config, max_rank)
     tensors = _read_weights(path)
     pairs = _pair_up(tensors)
-    weights: dict[str, ModuleWeights] = {}
     alpha = float(config.get("lora_alpha", 8))
+    checked: list[tuple[str, torch.Tensor, torch.Tensor, float]] = []
     for module, (a, b) in sorted(pairs.items()):
         if module not in base.linears:
             short = module.rsplit(".", 1)[-1]
@@ -151,29 +161,51 @@ def load_adapter(name: str, path: Path, base: BaseModelShape, max_rank: int) -> 
             raise AdapterLoadError(
                 f"rank {rank} at {module} exceeds the server's max_lora_rank {max_rank}"
             )
-        weights[module] = _host_copy(
-            ModuleWeights.from_peft(
-                a.to(base.dtype), b.to(base.dtype), _scale(config, module, rank, alpha)
-            ),
-            base,
-        )
-    if not weights:
+        checked.append((module, a, b, _scale(config, module, rank, alpha)))
+    if not checked:
         raise AdapterLoadError(f"{PEFT_WEIGHTS_FILE} holds no LoRA weights")
     # After the per-module checks, as when it was one of them: a wrong module or shape is
     # the error to report first.
-    _check_finite(pairs)
+    groups = _same_shape_groups(checked)
+    _check_finite(groups)
+    weights: dict[str, ModuleWeights] = {}
+    for members, a_stack, b_stack in groups:
+        a_pages, b_pages = page_layout(
+            a_stack.to(base.dtype), b_stack.to(base.dtype), [scale for *_, scale in members]
+        )
+        a_pages, b_pages = _host_copy(a_pages, base), _host_copy(b_pages, base)
+        for i, (module, a, _, scale) in enumerate(members):
+            weights[module] = ModuleWeights(a_pages[i], b_pages[i], int(a.shape[0]), scale)
     return LoadedAdapter(name=name, path=path, weights=weights)
 
 
-def _host_copy(weights: ModuleWeights, base: BaseModelShape) -> ModuleWeights:
+def _host_copy(pages: torch.Tensor, base: BaseModelShape) -> torch.Tensor:
     """The host tier's copy: CPU memory, page-locked when the model is on a GPU, so the
     copy into a device slot is a DMA that does not wait for the CPU (and the host tier
     does not take GPU memory)."""
-    if base.device.type != "cuda":
-        return weights
-    return dataclasses.replace(
-        weights, a_pages=weights.a_pages.pin_memory(), b_pages=weights.b_pages.pin_memory()
-    )
+    return pages.pin_memory() if base.device.type == "cuda" else pages
+
+
+Member = tuple[str, torch.Tensor, torch.Tensor, float]
+
+
+def _same_shape_groups(
+    checked: list[Member],
+) -> list[tuple[list[Member], torch.Tensor, torch.Tensor]]:
+    """The modules by (rank, in, out), each group's A and B stacked: ``[M, rank, in]``
+    and ``[M, out, rank]`` (a rank-8 adapter on q/k/v/o of a GQA model is two groups)."""
+    by_shape: dict[tuple[int, ...], list[Member]] = {}
+    for member in checked:
+        _, a, b, _ = member
+        by_shape.setdefault((*a.shape, b.shape[0]), []).append(member)
+    return [
+        (
+            members,
+            torch.stack([a for _, a, _, _ in members]),
+            torch.stack([b for _, _, b, _ in members]),
+        )
+        for members in by_shape.values()
+    ]
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -250,18 +282,19 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
         raise AdapterLoadError(f"{PEFT_WEIGHTS_FILE} is corrupt or unreadable: {exc}") from None
 
 
-def _check_finite(pairs: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+def _check_finite(groups: list[tuple[list[Member], torch.Tensor, torch.Tensor]]) -> None:
     """NaN or infinite weights are refused, naming the module.
 
     The sum of all weights is finite exactly when every weight is, unless finite weights
     overflow it (only for absurd magnitudes, which the exact search below then accepts).
-    One sum is a tenth of the cost of ``isfinite`` over the same weights on the CPU, where
-    the check took a third of a load; the search runs only when the sum is not finite.
+    A sum per stacked group is a tenth of the cost of ``isfinite`` over the same weights
+    on the CPU, where the check took a third of a load; the search runs only when a sum
+    is not finite.
     """
-    tensors = [t.reshape(-1) for pair in pairs.values() for t in pair]
-    if not tensors or bool(torch.cat(tensors).sum().isfinite()):
+    if all(bool((a.sum() + b.sum()).isfinite()) for _, a, b in groups):
         return
-    for module, (a, b) in sorted(pairs.items()):
+    members = sorted((m for members, _, _ in groups for m in members), key=lambda m: m[0])
+    for module, a, b, _ in members:
         if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
             raise AdapterLoadError(f"weights at {module} contain NaN or infinite values")
 
