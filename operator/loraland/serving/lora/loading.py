@@ -27,6 +27,8 @@ from loraland.serving.lora.ops import PAGE, pages_for
 _KEY_RE = re.compile(
     r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight$"
 )
+#: A checked module: its path, PEFT's A and B, and its scaling.
+Member = tuple[str, torch.Tensor, torch.Tensor, float]
 
 
 class AdapterLoadError(Exception):
@@ -136,7 +138,7 @@ def load_adapter(name: str, path: Path, base: BaseModelShape, max_rank: int) -> 
     tensors = _read_weights(path)
     pairs = _pair_up(tensors)
     alpha = float(config.get("lora_alpha", 8))
-    checked: list[tuple[str, torch.Tensor, torch.Tensor, float]] = []
+    checked: list[Member] = []
     for module, (a, b) in sorted(pairs.items()):
         if module not in base.linears:
             short = module.rsplit(".", 1)[-1]
@@ -185,8 +187,6 @@ def _host_copy(pages: torch.Tensor, base: BaseModelShape) -> torch.Tensor:
     does not take GPU memory)."""
     return pages.pin_memory() if base.device.type == "cuda" else pages
 
-
-Member = tuple[str, torch.Tensor, torch.Tensor, float]
 
 
 def _same_shape_groups(
