@@ -188,7 +188,6 @@ def _host_copy(pages: torch.Tensor, base: BaseModelShape) -> torch.Tensor:
     return pages.pin_memory() if base.device.type == "cuda" else pages
 
 
-
 def _same_shape_groups(
     checked: list[Member],
 ) -> list[tuple[list[Member], torch.Tensor, torch.Tensor]]:
