@@ -16,7 +16,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from pydantic import ValidationError
@@ -29,6 +29,14 @@ _KEY_RE = re.compile(
 )
 #: A checked module: its path, PEFT's A and B, and its scaling.
 Member = tuple[str, torch.Tensor, torch.Tensor, float]
+
+
+class ShapeGroup(NamedTuple):
+    """Modules with one (rank, in, out), their A and B stacked."""
+
+    members: list[Member]
+    a: torch.Tensor  # [M, rank, in]
+    b: torch.Tensor  # [M, out, rank]
 
 
 class AdapterLoadError(Exception):
@@ -171,12 +179,12 @@ def load_adapter(name: str, path: Path, base: BaseModelShape, max_rank: int) -> 
     groups = _same_shape_groups(checked)
     _check_finite(groups)
     weights: dict[str, ModuleWeights] = {}
-    for members, a_stack, b_stack in groups:
+    for group in groups:
         a_pages, b_pages = page_layout(
-            a_stack.to(base.dtype), b_stack.to(base.dtype), [scale for *_, scale in members]
+            group.a.to(base.dtype), group.b.to(base.dtype), [scale for *_, scale in group.members]
         )
         a_pages, b_pages = _host_copy(a_pages, base), _host_copy(b_pages, base)
-        for i, (module, a, _, scale) in enumerate(members):
+        for i, (module, a, _, scale) in enumerate(group.members):
             weights[module] = ModuleWeights(a_pages[i], b_pages[i], int(a.shape[0]), scale)
     return LoadedAdapter(name=name, path=path, weights=weights)
 
@@ -188,17 +196,15 @@ def _host_copy(pages: torch.Tensor, base: BaseModelShape) -> torch.Tensor:
     return pages.pin_memory() if base.device.type == "cuda" else pages
 
 
-def _same_shape_groups(
-    checked: list[Member],
-) -> list[tuple[list[Member], torch.Tensor, torch.Tensor]]:
-    """The modules by (rank, in, out), each group's A and B stacked: ``[M, rank, in]``
-    and ``[M, out, rank]`` (a rank-8 adapter on q/k/v/o of a GQA model is two groups)."""
+def _same_shape_groups(checked: list[Member]) -> list[ShapeGroup]:
+    """The modules by (rank, in, out) (a rank-8 adapter on q/k/v/o of a GQA model is two
+    groups)."""
     by_shape: dict[tuple[int, ...], list[Member]] = {}
     for member in checked:
         _, a, b, _ = member
         by_shape.setdefault((*a.shape, b.shape[0]), []).append(member)
     return [
-        (
+        ShapeGroup(
             members,
             torch.stack([a for _, a, _, _ in members]),
             torch.stack([b for _, _, b, _ in members]),
@@ -281,7 +287,7 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
         raise AdapterLoadError(f"{PEFT_WEIGHTS_FILE} is corrupt or unreadable: {exc}") from None
 
 
-def _check_finite(groups: list[tuple[list[Member], torch.Tensor, torch.Tensor]]) -> None:
+def _check_finite(groups: list[ShapeGroup]) -> None:
     """NaN or infinite weights are refused, naming the module.
 
     The sum of all weights is finite exactly when every weight is, unless finite weights
@@ -290,9 +296,9 @@ def _check_finite(groups: list[tuple[list[Member], torch.Tensor, torch.Tensor]])
     on the CPU, where the check took a third of a load; the search runs only when a sum
     is not finite.
     """
-    if all(bool((a.sum() + b.sum()).isfinite()) for _, a, b in groups):
+    if all(bool((group.a.sum() + group.b.sum()).isfinite()) for group in groups):
         return
-    members = sorted((m for members, _, _ in groups for m in members), key=lambda m: m[0])
+    members = sorted((m for group in groups for m in group.members), key=lambda m: m[0])
     for module, a, b, _ in members:
         if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
             raise AdapterLoadError(f"weights at {module} contain NaN or infinite values")
