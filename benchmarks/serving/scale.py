@@ -22,11 +22,14 @@ after it (A-B-A: one adapter around uniform, again around Zipf; all rank 8 aroun
 ranks; loraland's 8 adapters around the naive server, loraland idle while it runs),
 since other work on a shared machine drifts every timing by 10% or more over a minute.
 Each point also prints the CPU steal during its window (a VM's vCPUs waiting for the
-host), and the ratios are flagged where a point had more than 5%. Nothing is asserted.
+host); a point whose window had more than ``--max-steal`` (5%) is measured again, up to
+``--retries`` (2) more windows, keeping the one with the least steal, and the ratios are
+flagged where even that one had more. Nothing is asserted.
 Adapters are random (safetensors written directly; 1,000 names share 100 weight files
 through hard links, which the server cannot tell apart).
 
     python benchmarks/serving/scale.py [--users 32] [--duration 30] [--threads 1] [--naive]
+        [--max-steal 0.05] [--retries 2]
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +68,8 @@ class Point:
     requests: int = 0
     #: Share of the machine's CPU time the hypervisor gave to others during the window.
     steal: float = float("nan")
+    #: Windows measured for this point (more than one: the first had too much steal).
+    attempts: int = 1
 
 
 def pct(values: list[float], q: float) -> float:
@@ -155,10 +161,16 @@ async def closed_loop(
     new_tokens: int,
     duration: float,
     warmup: float,
+    attempt: int = 0,
     long_prompt: str | None = None,
 ) -> Point:
     """``users`` closed-loop users; ``pick(rng)`` chooses each request's adapter. With
-    ``long_prompt``, one more user sends that prompt (1 new token) back to back."""
+    ``long_prompt``, one more user sends that prompt (1 new token) back to back.
+
+    Each user's choices are seeded by the user and ``attempt``: the first windows of all
+    points send the same prompts in the same order (same work on both sides of a ratio),
+    and a window measured again for steal picks anew (on the first one's seeds it would
+    ask for exactly the adapters that one just loaded)."""
     start_at = time.monotonic() + warmup
     end_at = start_at + duration
     point = Point("")
@@ -182,7 +194,7 @@ async def closed_loop(
             point.requests += 1
 
     async def user(client: httpx.AsyncClient, seed: int) -> None:
-        rng = random.Random(seed)
+        rng = random.Random(f"{attempt}/{seed}")
         # Starts spread over the warmup: users that all start together stay in step
         # (their requests are the same length), and the window would then measure
         # waves of prefills and drained batches instead of the steady state.
@@ -299,6 +311,15 @@ def main() -> None:
     parser.add_argument("--long-prompt-tokens", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (server)")
     parser.add_argument("--naive", action="store_true", help="also the naive server, 8 adapters")
+    parser.add_argument(
+        "--max-steal",
+        type=float,
+        default=STEAL_WARNING,
+        help="measure a point again when its window had more CPU steal than this share",
+    )
+    parser.add_argument(
+        "--retries", type=int, default=2, help="extra windows a point may take (see --max-steal)"
+    )
     args = parser.parse_args()
     # Both servers wait the same way at OpenMP barriers: loraland serve would choose
     # passive waiting for itself (serving/openmp.py), the naive server would spin.
@@ -332,22 +353,53 @@ def main() -> None:
     weights = zipf_weights(many, args.zipf)
     uniform_names = [f"u{i}" for i in range(many)]
 
+    def quietest(run: Callable[[int], Point], key: str) -> Point:
+        """``run(attempt)`` until a window has at most ``--max-steal`` steal, up to
+        ``--retries`` more times; the window with the least steal is kept. Steal is the
+        host's, never the server's, so choosing by it cannot favour either side."""
+        tried: list[Point] = []
+        while True:
+            point = run(len(tried))
+            point.label = key
+            tried.append(point)
+            if point.steal <= args.max_steal or len(tried) > args.retries:
+                break
+            print(
+                f"  {'':<34} steal {point.steal:.0%} over {args.max_steal:.0%}: again", flush=True
+            )
+        best = min(tried, key=lambda p: p.steal if p.steal == p.steal else 1.0)
+        best.attempts = len(tried)
+        return best
+
     def measure(key: str, pick: object, long: str | None = None) -> Point:
-        before = device_cache_counts(url)
-        point = asyncio.run(
-            closed_loop(url, args.users, pick, args.new_tokens, args.duration, args.warmup, long)
-        )
-        after = device_cache_counts(url)
-        point.label = key
+        def run(attempt: int) -> Point:
+            before = device_cache_counts(url)
+            point = asyncio.run(
+                closed_loop(
+                    url,
+                    args.users,
+                    pick,
+                    args.new_tokens,
+                    args.duration,
+                    args.warmup,
+                    attempt,
+                    long,
+                )
+            )
+            after = device_cache_counts(url)
+            print(
+                f"  {key:<34} {point.tokens_per_s:7.1f} tok/s"
+                f"  TTFT p50 {pct(point.ttft, 0.5):.3f} s"
+                f"  ITL p50 {pct(point.gaps, 0.5):.3f} p99 {pct(point.gaps, 0.99):.3f} s"
+                f"  ({point.requests} requests; device tier: "
+                f"{after[0] - before[0]:.0f} copies in, {after[1] - before[1]:.0f} evictions)"
+                f"  steal {point.steal:.0%}",
+                flush=True,
+            )
+            return point
+
+        point = quietest(run, key)
         points[key] = point
-        print(
-            f"  {key:<34} {point.tokens_per_s:7.1f} tok/s  TTFT p50 {pct(point.ttft, 0.5):.3f} s"
-            f"  ITL p50 {pct(point.gaps, 0.5):.3f} p99 {pct(point.gaps, 0.99):.3f} s"
-            f"  ({point.requests} requests; device tier: "
-            f"{after[0] - before[0]:.0f} copies in, {after[1] - before[1]:.0f} evictions)"
-            f"  steal {point.steal:.0%}",
-            flush=True,
-        )
         return point
 
     def measure_naive(eight: list[str]) -> Point:
@@ -358,7 +410,8 @@ def main() -> None:
         if args.threads:
             naive_cmd += ["--threads", str(args.threads)]
         naive = start("naive server", naive_cmd, naive_port, work / "naive.log")
-        try:
+
+        def run(attempt: int) -> Point:
             point = asyncio.run(
                 closed_loop(
                     f"http://127.0.0.1:{naive_port}",
@@ -367,15 +420,20 @@ def main() -> None:
                     args.new_tokens,
                     args.duration,
                     args.warmup,
+                    attempt,
                 )
             )
+            print(
+                f"  {'naive, 8 adapters':<34} {point.tokens_per_s:7.1f} tok/s"
+                f"  steal {point.steal:.0%}",
+                flush=True,
+            )
+            return point
+
+        try:
+            return quietest(run, "naive, 8 adapters")
         finally:
             stop(naive)
-        print(
-            f"  {'naive, 8 adapters':<34} {point.tokens_per_s:7.1f} tok/s  steal {point.steal:.0%}",
-            flush=True,
-        )
-        return point
 
     naive_point = None
     server = start("loraland serve", serve_cmd, port, work / "serve.log")
@@ -457,14 +515,18 @@ def main() -> None:
             share(around("8 adapters", 1), naive_point.tokens_per_s),
             ">= 10",
         )
-    stolen = [f"{p.label} {p.steal:.0%}" for p in points.values() if p.steal > STEAL_WARNING]
-    if naive_point is not None and naive_point.steal > STEAL_WARNING:
+    stolen = [f"{p.label} {p.steal:.0%}" for p in points.values() if p.steal > args.max_steal]
+    if naive_point is not None and naive_point.steal > args.max_steal:
         stolen.append(f"naive {naive_point.steal:.0%}")
     if stolen:
         print(
-            f"  CPU steal over {STEAL_WARNING:.0%} in: {', '.join(stolen)}: the ratios that "
+            f"  CPU steal over {args.max_steal:.0%} in: {', '.join(stolen)}: the ratios that "
             "use these points measure the host's other tenants more than the server"
         )
+    every = [*points.values(), *([naive_point] if naive_point is not None else [])]
+    again = [f"{p.label} ({p.attempts} windows)" for p in every if p.attempts > 1]
+    if again:
+        print(f"  measured again for steal, the quietest window kept: {', '.join(again)}")
     interesting = [
         line
         for line in metrics.splitlines()
