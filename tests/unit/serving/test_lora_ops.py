@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from loraland.serving.lora import layers
 from loraland.serving.lora.layers import LoraSlotBank, choose_stacked
 from loraland.serving.lora.loading import LoadedAdapter, ModuleWeights
 from loraland.serving.lora.ops import (
@@ -20,6 +21,17 @@ from loraland.serving.lora.ops import (
     stacked_weights,
 )
 from torch import nn
+
+
+@pytest.fixture(autouse=True)
+def poisoned_pools(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fresh pools are NaN here rather than whatever the memory held: any page read before
+    it was written turns an output NaN and fails the comparison."""
+
+    def poisoned(like: torch.Tensor, rows: int, width: int) -> torch.Tensor:
+        return like.new_full((rows, width), float("nan"))
+
+    monkeypatch.setattr(layers, "untouched_pool", poisoned)
 
 
 class Tiny(nn.Module):
@@ -287,6 +299,35 @@ def test_bank_frees_and_reuses_pages_within_its_budget() -> None:
     x = torch.randn(2, 1, 8)
     bank.set_rows([3, 3])
     torch.testing.assert_close(model(x), expected(model, x, narrow))  # type: ignore[arg-type]
+
+
+def test_a_module_wrapped_later_adds_nothing_for_the_adapters_already_resident() -> None:
+    model = Tiny()
+    bank = LoraSlotBank(model, slots=2)
+    only_q = adapter("q", 8, {"q_proj": (8, 6)}, seed=5)
+    only_v = adapter("v", 16, {"v_proj": (8, 4)}, seed=6)
+    bank.write(1, only_q)
+    bank.write(2, only_v)  # wraps v_proj, where only_q's page must read as zero
+    x = torch.randn(3, 2, 8)
+    for decode, tokens in ((True, 1), (False, 2)):
+        bank.set_rows([1, 2, 0], decode=decode)
+        got = model(x[:, :tokens])
+        for row, a in enumerate([only_q, only_v, None]):
+            torch.testing.assert_close(
+                got[row : row + 1], expected(model, x[row : row + 1, :tokens], a)
+            )
+
+
+def test_a_memory_budget_is_taken_at_once_and_never_regrown() -> None:
+    # One page of q_proj (8 rank rows, 8 in, 6 out, fp32) is 448 bytes: 10 fit 4480 bytes.
+    bank = LoraSlotBank(Tiny(), slots=10, max_bytes=10 * 448)
+    bank.write(1, adapter("a", 8, {"q_proj": (8, 6)}, seed=1))
+    wrapper = bank.wrappers["q_proj"]
+    assert wrapper.pages == 11  # the whole budget and the zero page, on the first write
+    pools = wrapper.a_pages
+    for slot in range(2, 11):
+        bank.write(slot, adapter(f"a{slot}", 8, {"q_proj": (8, 6)}, seed=slot))
+    assert wrapper.a_pages is pools and bank.used_rows == 80
 
 
 def test_bank_growth_stops_at_its_memory_budget_unless_admitted_pages_need_more() -> None:

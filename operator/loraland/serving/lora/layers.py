@@ -9,12 +9,17 @@ KV cache and masks work as they always do.
 :class:`LoraSlotBank` owns the wrappers and the page pools. An adapter of rank ``r`` in
 slot ``s`` owns ``ceil(r / PAGE)`` pages of every wrapper's pool (zero rank rows where it
 does not target that module, or has a smaller rank there), wherever free pages are: no
-padding to a common rank and no fragmentation (S-LoRA's unified paging). Pools grow by
-doubling up to ``max_rows`` (a hard cap, in rank rows) and, growing, never past what
-``max_bytes`` holds over the wrapped modules (the memory budget, which the registry keeps
-by charging each adapter for its own modules: see :func:`adapter_device_bytes`). Modules
-are wrapped the first time an adapter targets them. Only the engine thread writes weights
-and sets rows; :meth:`LoraSlotBank.free` may come from any thread.
+padding to a common rank and no fragmentation (S-LoRA's unified paging). With a memory
+budget (``max_bytes`` over the wrapped modules, which the registry keeps by charging each
+adapter for its own modules: see :func:`adapter_device_bytes`) the pools take all of it
+the first time an adapter needs pages, left untouched: on CPU the OS maps memory only as
+pages are first written, so an idle budget costs nothing, and the engine thread never
+stops to copy every pool into a bigger one (growing by doubling did: up to 530 ms at a
+time on the embedded model, 1.1 s over its first 300 adapters; the first write of each
+page now pays its page faults instead, about 3 ms a rank-8 adapter). Without a budget
+they grow by doubling up to ``max_rows`` (a hard cap, in rank rows). Modules are wrapped
+the first time an adapter targets them. Only the engine thread writes weights and sets
+rows; :meth:`LoraSlotBank.free` may come from any thread.
 
 Per decode step :meth:`LoraSlotBank.set_rows` picks the cheaper form from a cost model
 (see :data:`SEGMENT_COST`): the stacked GEMMs while few adapters share the batch, the
@@ -53,6 +58,15 @@ from loraland.serving.lora.ops import (
 SEGMENT_COST = 8.0
 
 _MIN_PAGES = 32
+
+
+def untouched_pool(like: torch.Tensor, rows: int, width: int) -> torch.Tensor:
+    """A ``[rows, width]`` pool on ``like``'s device and dtype, contents undefined.
+
+    Never zeroed as a whole: that would touch (and on CPU, commit) all of it at once. A
+    page is written whole in every wrapper before anything reads it: by
+    :meth:`LoraSlotBank.write`, and by a wrapper created later for the pages in use."""
+    return like.new_empty(rows, width)
 
 
 @dataclass(frozen=True)
@@ -147,8 +161,10 @@ class BatchedLoraLinear(nn.Module):
         self.in_features = base.in_features
         self.out_features = base.out_features
         weight = base.weight
-        self.a_pages = weight.new_zeros(pages * base.in_features, PAGE)
-        self.b_rows = weight.new_zeros(pages * PAGE, base.out_features)
+        self.a_pages = untouched_pool(weight, pages * base.in_features, PAGE)
+        self.b_rows = untouched_pool(weight, pages * PAGE, base.out_features)
+        self.a_pages[: base.in_features].zero_()  # page 0, which padding points at
+        self.b_rows[:PAGE].zero_()
         self._stacked: tuple[tuple[int, tuple[int, ...]], torch.Tensor, torch.Tensor] | None
         self._stacked = None
         self._page_views()
@@ -170,7 +186,7 @@ class BatchedLoraLinear(nn.Module):
             return
         for name, per_page in (("a_pages", self.in_features), ("b_rows", PAGE)):
             old = getattr(self, name)
-            new = old.new_zeros(pages * per_page, *old.shape[1:])
+            new = untouched_pool(old, pages * per_page, old.shape[1])
             new[: have * per_page] = old
             setattr(self, name, new)
         self._page_views()
@@ -198,6 +214,12 @@ class BatchedLoraLinear(nn.Module):
                 sources += (weights.a_pages[j], weights.b_pages[j])
             else:
                 zeros += (self._a_by_page[page], self._b_by_page[page])
+
+    def zero_pages(self, pages: list[int]) -> None:
+        if pages:
+            torch._foreach_zero_(
+                [view for page in pages for view in (self._a_by_page[page], self._b_by_page[page])]
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y: torch.Tensor = self.base(x)
@@ -303,12 +325,13 @@ class LoraSlotBank:
         with self._lock:
             short = count - len(self._free_pages)
             if short > 0:
-                grown = max(self._capacity * 2, self._capacity + short, _MIN_PAGES)
                 if self.max_bytes is not None:
-                    # Growing by doubling must not overshoot the memory budget; what the
-                    # registry admitted (page count) always gets its pages, though.
+                    # All the budget at once (see the module docstring); what the registry
+                    # admitted (page count) always gets its pages, though.
                     fits = self.max_bytes // self._wrapped_page_bytes() + 1
-                    grown = max(min(grown, fits), self._capacity + short)
+                    grown = max(fits, self._capacity + short)
+                else:
+                    grown = max(self._capacity * 2, self._capacity + short, _MIN_PAGES)
                 if self.max_rows is not None:
                     grown = min(grown, self.max_rows // PAGE + 1)
                 if grown - self._capacity < short:
@@ -442,6 +465,8 @@ class LoraSlotBank:
             raise TypeError(f"{name} is {type(base).__name__}, not nn.Linear")
         with self._lock:
             wrapper = BatchedLoraLinear(base, self.context, self._capacity)
+            # The resident adapters do not target this module: their pages here are zero.
+            wrapper.zero_pages([page for own in self._pages_of.values() for page in own])
         setattr(parent, child, wrapper)
         self.wrappers[name] = wrapper
         self.context.key = None
