@@ -52,8 +52,8 @@ def _ids(value: object) -> Iterable[int]:
     return ()
 
 
-#: The rank ``max_lora`` is quoted at when the device tier is sized from memory: the
-#: most common LoRA rank, so the router's "room for another adapter" is about right.
+#: The rank ``max_lora`` is quoted at when the device tier is sized from memory and
+#: holds nothing yet: the most common LoRA rank.
 _TYPICAL_RANK = 8
 _MIB = 1024 * 1024
 _GIB = 1024 * _MIB
@@ -117,7 +117,8 @@ def size_adapter_tiers(
         # One adapter of the largest rank on every Linear always fits.
         budget = max(budget, config.max_lora_rank * rows.every_linear)
         slots = max(1, min(budget // rows.cheapest, _MAX_SLOTS))
-        # Quoted for adapters on every Linear: the router may find more room, never less.
+        # Quoted for adapters on every Linear until some are resident (then the registry
+        # counts what the budget holds of them: AdapterRegistry.device_capacity).
         max_lora = max(1, budget // (_TYPICAL_RANK * rows.every_linear))
     if config.max_host_adapters is not None:
         host_capacity, host_budget = config.max_host_adapters, None

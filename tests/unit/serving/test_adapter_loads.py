@@ -4,6 +4,7 @@ asserts the order of events, not timings)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from pathlib import Path
@@ -13,12 +14,13 @@ import torch
 from loraland.serving.engine.batch import ModelRunner
 from loraland.serving.engine.loop import Engine, EngineLimits, TokenizerInfo
 from loraland.serving.engine.request import EngineEvent, GenerationRequest
-from loraland.serving.lora.layers import LoraSlotBank
+from loraland.serving.lora.layers import LoraSlotBank, adapter_device_bytes
 from loraland.serving.lora.loading import BaseModelShape, LoadedAdapter, load_adapter
 from loraland.serving.lora.manager import AdapterManager
 from loraland.serving.params import SamplingParams
 from loraland.serving.telemetry import ServingMetrics
 from loraland.settings import Settings
+from prometheus_client.parser import text_string_to_metric_families
 from safetensors.torch import save_file
 
 
@@ -129,3 +131,50 @@ def test_a_request_keeps_streaming_while_another_adapter_loads(
     # A's tokens arrived while B was loading; B's arrived after.
     assert events[start:end].count("a-token") >= 5, events
     assert events.index("b-token") > end and tokens == {"a": 40, "b": 3}
+
+
+@pytest.mark.timeout(600)
+def test_max_lora_quotes_what_the_budget_holds_of_the_resident_adapters(
+    tiny_llama: torch.nn.Module, tmp_path: Path
+) -> None:
+    """The router's ``max_lora`` is the configured quote until adapters are on the
+    device, then the budget over their mean charge (rank 4 on q/v here, not the quote's
+    assumption), as the endpoint picker reads it from ``/metrics``."""
+    model = tiny_llama
+    base = BaseModelShape.of("builtin://tiny", model)
+    charge = adapter_device_bytes(
+        load_adapter("probe", write_adapter(tmp_path / "probe", model, 0), base, 8)
+    )
+    bank = LoraSlotBank(model, slots=64, max_bytes=12 * charge)
+    metrics = ServingMetrics()
+    manager = AdapterManager(
+        base,
+        bank,
+        Settings.from_env(),
+        max_rank=8,
+        host_capacity=64,
+        roots=[],
+        metrics=metrics,
+        max_lora=3,
+    )
+    try:
+
+        def max_lora() -> str:
+            text = metrics.render().decode()
+            families = {f.name: f for f in text_string_to_metric_families(text)}
+            (sample,) = families["vllm:lora_requests_info"].samples
+            return sample.labels["max_lora"]
+
+        assert max_lora() == "3"  # nothing on the device yet: the quote
+        # Written before any is on the device: then q/v are wrapped, no longer Linears.
+        paths = {
+            name: write_adapter(tmp_path / name, model, seed) for seed, name in ((1, "a"), (2, "b"))
+        }
+        for name, path in paths.items():
+            manager.add(name, str(path), "test").result(60)
+            asyncio.run(manager.pin(name))
+            assert manager.acquire(name) is not None
+        assert max_lora() == "12"
+        assert manager.lora_info().running == ("a", "b")
+    finally:
+        manager.close()

@@ -211,3 +211,32 @@ def test_host_budget_in_bytes_evicts_least_recent_idle_adapters_to_disk() -> Non
     assert pin.needs_host_load
     assert registry.host_reloaded("b", pin.generation, cost=100)
     assert rec.host == ["b", "c"]
+
+
+def test_device_capacity_follows_the_resident_adapters_charge() -> None:
+    registry = AdapterRegistry(50, 100, device_budget=1000)
+    assert registry.device_capacity(quoted=7) == 7  # nothing resident: the quote
+    loaded(registry, "a", "b", "c", "big")
+    for name in ("a", "b"):
+        registry.pin(name)
+        assert registry.acquire_slot(name, cost=100) is not None
+        finish(registry, name)
+    assert registry.device_capacity(quoted=7) == 10  # 1000 bytes at 100 each
+    registry.pin("big")
+    assert registry.acquire_slot("big", cost=400) is not None
+    assert registry.device_capacity(quoted=7) == 5  # mean charge 200
+    finish(registry, "big")
+    registry.remove("big")
+    registry.remove("a")
+    registry.remove("b")
+    assert registry.device_capacity(quoted=7) == 7  # empty again
+    slots_bound = AdapterRegistry(3, 100, device_budget=1000)
+    loaded(slots_bound, "a")
+    slots_bound.pin("a")
+    assert slots_bound.acquire_slot("a", cost=10) is not None
+    assert slots_bound.device_capacity(quoted=7) == 3  # 100 would fit; 3 slots exist
+    counted = AdapterRegistry(4, 100)  # tiers sized by count: the count is the answer
+    loaded(counted, "a")
+    counted.pin("a")
+    assert counted.acquire_slot("a", cost=0) is not None
+    assert counted.device_capacity(quoted=4) == 4

@@ -71,7 +71,8 @@ class AdapterManager:
         self.roots = roots
         self.metrics = metrics
         self.slots = bank.slots
-        #: What the router is told the device holds at most (``max_lora``).
+        #: What the router is told the device holds at most (``max_lora``) until
+        #: adapters are resident (then see :meth:`AdapterRegistry.device_capacity`).
         self.max_lora = max_lora or bank.slots
         self.registry = AdapterRegistry(
             bank.slots,
@@ -155,7 +156,7 @@ class AdapterManager:
             waiting = {name for name, n in self._awaiting.items() if n > 0}
         waiting.update(self.registry.wanted())
         return LoraInfo(
-            max_lora=self.max_lora,
+            max_lora=self.registry.device_capacity(self.max_lora),
             running=tuple(sorted(running)),
             waiting=tuple(sorted(waiting - on_device)),
         )

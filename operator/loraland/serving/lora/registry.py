@@ -315,6 +315,21 @@ class AdapterRegistry:
             order = self._device_lru if tier is Tier.DEVICE else self._host_lru
             return list(order)
 
+    def device_capacity(self, quoted: int) -> int:
+        """How many adapters the device tier holds when full: with a byte budget and
+        adapters resident, as many as fit at the residents' mean charge (never fewer
+        than are there); otherwise ``quoted``.
+
+        A quote fixed up front has to assume some adapter (a rank, which modules), and
+        was off by up to 2x: 219 quoted, 367-412 rank-8 q/k/v/o adapters held. The
+        endpoint picker reads this as room for more (``vllm:lora_requests_info``'s
+        ``max_lora``), so it follows what the server actually holds."""
+        with self._lock:
+            held, used = len(self._device_lru), self._device_used
+            if self.device_budget is None or held == 0 or used <= 0:
+                return quoted
+            return max(held, min(held * self.device_budget // used, self.device_slots))
+
     # -- internals -------------------------------------------------------------------
 
     def _over_device_budget(self, cost: int) -> bool:
