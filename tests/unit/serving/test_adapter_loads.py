@@ -8,6 +8,7 @@ import asyncio
 import json
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -44,6 +45,21 @@ def write_adapter(path: Path, model: torch.nn.Module, seed: int) -> Path:
     return path
 
 
+def tiny_manager(
+    model: torch.nn.Module, bank: LoraSlotBank, metrics: ServingMetrics, **options: Any
+) -> AdapterManager:
+    """A manager of rank-8-at-most adapters for ``model``, no adapter roots."""
+    return AdapterManager(
+        BaseModelShape.of("builtin://tiny", model),
+        bank,
+        Settings.from_env(),
+        max_rank=8,
+        roots=[],
+        metrics=metrics,
+        **options,
+    )
+
+
 @pytest.mark.timeout(600)  # importing transformers is slow on a busy machine
 def test_a_request_keeps_streaming_while_another_adapter_loads(
     tiny_llama: torch.nn.Module, tmp_path: Path, counting_tokenizer: TokenizerInfo
@@ -66,16 +82,7 @@ def test_a_request_keeps_streaming_while_another_adapter_loads(
         return adapter
 
     metrics = ServingMetrics()
-    manager = AdapterManager(
-        BaseModelShape.of("builtin://tiny", model),
-        bank,
-        Settings.from_env(),
-        max_rank=8,
-        host_capacity=8,
-        roots=[],
-        metrics=metrics,
-        loader=loader,
-    )
+    manager = tiny_manager(model, bank, metrics, host_capacity=8, loader=loader)
     limits = EngineLimits(
         max_batch_size=8,
         max_batch_total_tokens=4096,
@@ -147,16 +154,7 @@ def test_max_lora_quotes_what_the_budget_holds_of_the_resident_adapters(
     )
     bank = LoraSlotBank(model, slots=64, max_bytes=12 * charge)
     metrics = ServingMetrics()
-    manager = AdapterManager(
-        base,
-        bank,
-        Settings.from_env(),
-        max_rank=8,
-        host_capacity=64,
-        roots=[],
-        metrics=metrics,
-        max_lora=3,
-    )
+    manager = tiny_manager(model, bank, metrics, host_capacity=64, max_lora=3)
     try:
 
         def max_lora() -> str:
