@@ -321,7 +321,7 @@ class AdapterRegistry:
         than are there); otherwise ``quoted``.
 
         A quote fixed up front has to assume some adapter (a rank, which modules), and
-        was off by up to 2x: 219 quoted, 367-412 rank-8 q/k/v/o adapters held. The
+        was off by nearly 2x: 219 quoted, 367-412 rank-8 q/k/v/o adapters held. The
         endpoint picker reads this as room for more (``vllm:lora_requests_info``'s
         ``max_lora``), so it follows what the server actually holds."""
         with self._lock:
