@@ -2,13 +2,14 @@
 
 The engine picks, per decode step, the stacked form (two dense GEMMs over the rank rows
 of the k distinct adapters in the batch: work ~ rows x K, K = sum of their ranks) or the
-segmented form (each row's own pages, two embedding bags: work ~ C x R, R = sum of the
-rows' ranks in whole pages). This script measures both on one layer shape across mixes
-and prints the ratio
-``segmented / stacked`` next to the cost-model ratio ``C x R / (rows x K)`` for the
-constant the engine uses (``SEGMENT_COST`` in loraland/serving/lora/layers.py), so the
-constant can be checked on a machine: the model should pick the faster form wherever
-the two differ by much. The stacked form is timed as the engine runs it, on weights
+segmented form (each row's own pages: work ~ C x R, R = sum of the rows' ranks in whole
+pages), which on CPU is the native kernel where it builds (loraland/serving/lora/native.py)
+and two embedding bags otherwise. This script measures all three on one layer shape
+across mixes and prints each segmented form's ratio to stacked next to its cost-model
+ratio ``C x R / (rows x K)`` for the constant the engine uses (``SEGMENT_COST`` and
+``NATIVE_SEGMENT_COST`` in loraland/serving/lora/layers.py), so the constants can be
+checked on a machine: the model should pick the faster form wherever the two differ by
+much. The stacked form is timed as the engine runs it, on weights
 gathered once while the set of distinct adapters holds; "+gather" adds that gathering,
 paid again whenever an adapter joins or leaves the batch.
 
@@ -23,7 +24,8 @@ import time
 from functools import partial
 
 import torch
-from loraland.serving.lora.layers import SEGMENT_COST
+from loraland.serving.lora.layers import NATIVE_SEGMENT_COST, SEGMENT_COST
+from loraland.serving.lora.native import paged_lora_op
 from loraland.serving.lora.ops import (
     PAGE,
     a_bag_index,
@@ -33,6 +35,7 @@ from loraland.serving.lora.ops import (
     pages_for,
     stacked_weights,
 )
+from loraland.settings import Settings
 
 
 def timed(fn: object, repeats: int) -> float:
@@ -78,10 +81,15 @@ def main() -> None:
     b_rows = torch.randn(pool * PAGE, args.out)
     x = torch.randn(n, args.dim)
     y = torch.zeros(n, args.out)
-    print(f"rows={n} in={args.dim} out={args.out} threads={args.threads}  C={SEGMENT_COST}")
+    settings = Settings.from_env()
+    native = paged_lora_op(settings.kernels_dir, settings.native_kernels)
     print(
-        f"{'mix':<26} {'stacked us':>10} {'+gather us':>10} {'segmented us':>12} "
-        f"{'measured':>9} {'model':>7}"
+        f"rows={n} in={args.dim} out={args.out} threads={args.threads}  "
+        f"C={SEGMENT_COST} (bags), {NATIVE_SEGMENT_COST} (native)"
+    )
+    print(
+        f"{'mix':<26} {'stacked us':>10} {'+gather us':>10} {'bags us':>8} {'measured':>9} "
+        f"{'model':>6} {'native us':>9} {'measured':>9} {'model':>6}"
     )
     next_page = 1
     for label, ranks in mixes.items():
@@ -123,11 +131,26 @@ def main() -> None:
             partial(gather_then_stacked, y, x, a_pages, b_rows, active, member), args.repeats
         )
         t_segmented = timed(segmented, args.repeats)
-        model = SEGMENT_COST * pages.shape[0] / (n * active.shape[0])
-        print(
+        work = pages.shape[0] / (n * active.shape[0])
+        line = (
             f"{label:<26} {t_stacked * 1e6:>10.1f} {t_gather * 1e6:>10.1f} "
-            f"{t_segmented * 1e6:>12.1f} {t_segmented / t_stacked:>9.2f} {model:>7.2f}"
+            f"{t_segmented * 1e6:>8.1f} {t_segmented / t_stacked:>9.2f} "
+            f"{SEGMENT_COST * work:>6.2f}"
         )
+        if native is not None:
+            owner = torch.tensor([i for i, own in enumerate(of_row) for _ in own])
+            torch.testing.assert_close(
+                native(torch.zeros_like(y), x, a_pages, b_rows, pages, owner),
+                add_segmented_lora(torch.zeros_like(y), x, *bags),
+                rtol=1e-4,
+                atol=1e-3,
+            )
+            t_native = timed(partial(native, y, x, a_pages, b_rows, pages, owner), args.repeats)
+            line += (
+                f" {t_native * 1e6:>9.1f} {t_native / t_stacked:>9.2f} "
+                f"{NATIVE_SEGMENT_COST * work:>6.2f}"
+            )
+        print(line)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ class Settings:
     #: Read-only model caches searched before ``models_dir``: an image bakes the converted
     #: embedded model there, where a volume mounted over the writable cache can't hide it.
     preloaded_models_dirs: tuple[Path, ...] = ()
+    #: Build and use native CPU kernels (``LORALAND_NATIVE_KERNELS=0``: torch ops only).
+    native_kernels: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -40,8 +42,14 @@ class Settings:
             preloaded_models_dirs=tuple(
                 Path(p) for p in env.get("LORALAND_PRELOADED_MODELS", "").split(os.pathsep) if p
             ),
+            native_kernels=env.get("LORALAND_NATIVE_KERNELS", "1").lower()
+            not in {"0", "false", "no"},
         )
 
     @property
     def models_dir(self) -> Path:
         return self.cache_dir / "models"
+
+    @property
+    def kernels_dir(self) -> Path:
+        return self.cache_dir / "kernels"

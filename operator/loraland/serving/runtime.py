@@ -18,6 +18,7 @@ from loraland.serving.engine.scheduler import PrefillPolicy
 from loraland.serving.lora.layers import LoraSlotBank, RowBytes
 from loraland.serving.lora.loading import BaseModelShape
 from loraland.serving.lora.manager import AdapterManager
+from loraland.serving.lora.native import paged_lora_op
 from loraland.serving.memory import read_available
 from loraland.serving.service import GenerationService, LockedTokenizer
 from loraland.serving.telemetry import ServingMetrics
@@ -151,7 +152,14 @@ def build_runtime(config: ServerConfig, settings: Settings, metrics: ServingMetr
         tiers.host_capacity,
         tiers.host_budget if tiers.host_budget is not None else "any",
     )
-    bank = LoraSlotBank(model, slots=tiers.slots, max_bytes=tiers.device_budget)
+    bank = LoraSlotBank(
+        model,
+        slots=tiers.slots,
+        max_bytes=tiers.device_budget,
+        native=paged_lora_op(settings.kernels_dir, settings.native_kernels)
+        if base.device.type == "cpu"
+        else None,
+    )
     adapters = AdapterManager(
         base,
         bank,

@@ -8,7 +8,9 @@ import pytest
 import torch
 from loraland.serving.engine.loop import TokenizerInfo
 from loraland.serving.engine.request import Detokenizer, GenerationRequest, RequestState
+from loraland.serving.lora.native import PagedLoraOp, missing_toolchain, paged_lora_op
 from loraland.serving.params import SamplingParams
+from loraland.settings import Settings
 
 #: ``request_state(name, prompt, max_new_tokens=8)``: a queued request as the engine holds it.
 MakeState = Callable[..., RequestState]
@@ -78,3 +80,15 @@ def _request_state(name: str, prompt: list[int], max_new_tokens: int = 8) -> Req
 @pytest.fixture
 def request_state() -> MakeState:
     return _request_state
+
+
+@pytest.fixture(scope="session")
+def native_lora_op() -> PagedLoraOp:
+    """The native decode kernel, built into the cache as the server builds it. Skips only
+    where torch's extension builder has no toolchain; with one, a failed build fails."""
+    reason = missing_toolchain()
+    if reason is not None:
+        pytest.skip(f"the native LoRA kernel cannot be built here: {reason}")
+    op = paged_lora_op(Settings.from_env().kernels_dir)
+    assert op is not None, "a C++ toolchain is here, yet the kernel did not build (see the log)"
+    return op

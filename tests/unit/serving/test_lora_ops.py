@@ -7,6 +7,7 @@ import torch
 from loraland.serving.lora import layers
 from loraland.serving.lora.layers import LoraSlotBank, choose_stacked
 from loraland.serving.lora.loading import LoadedAdapter, ModuleWeights
+from loraland.serving.lora.native import PagedLoraOp
 from loraland.serving.lora.ops import (
     PAGE,
     a_bag_index,
@@ -262,12 +263,30 @@ def test_cost_model_stacks_few_adapters_and_segments_many() -> None:
     assert not choose_stacked(rows=32, distinct_rank_sum=32 * 8, rank_sum=32 * 8)  # all distinct
     # Mixed ranks: the segmented form's work is the sum of the rows' own ranks.
     assert not choose_stacked(rows=32, distinct_rank_sum=8 * 92, rank_sum=8 * 92)
+    # The native kernel segments from fewer distinct adapters.
+    native = layers.NATIVE_SEGMENT_COST
+    assert choose_stacked(rows=32, distinct_rank_sum=8, rank_sum=32 * 8, segment_cost=native)
+    assert not choose_stacked(
+        rows=32, distinct_rank_sum=4 * 8, rank_sum=32 * 8, segment_cost=native
+    )
 
 
 @pytest.mark.parametrize("decode", [True, False])
-def test_bank_mixed_ranks_every_form(decode: bool) -> None:
+@pytest.mark.parametrize("native", [False, True], ids=["bags", "native"])
+def test_bank_mixed_ranks_every_form(
+    decode: bool, native: bool, request: pytest.FixtureRequest
+) -> None:
     model = Tiny()
-    bank = LoraSlotBank(model, slots=6)
+    calls: list[int] = []
+    op = None
+    if native:
+        kernel: PagedLoraOp = request.getfixturevalue("native_lora_op")
+
+        def op(*args: torch.Tensor) -> torch.Tensor:
+            calls.append(1)
+            return kernel(*args)
+
+    bank = LoraSlotBank(model, slots=6, native=op)
     adapters = {
         slot: adapter(f"r{rank}", rank, {"q_proj": (8, 6), "v_proj": (8, 4)}, seed=10 + slot)
         for slot, rank in enumerate([4, 8, 16, 2, 1], start=1)
@@ -282,6 +301,21 @@ def test_bank_mixed_ranks_every_form(decode: bool) -> None:
         for row, slot in enumerate(slots):
             want = expected(model, x[row : row + 1], adapters.get(slot))
             torch.testing.assert_close(got[row : row + 1], want)
+    # The five distinct adapters are segmented (q_proj and v_proj: two calls a step).
+    assert len(calls) == (2 if native and decode else 0)
+
+
+def test_bank_keeps_the_native_kernel_for_float32_on_cpu_only() -> None:
+    def kernel(*args: torch.Tensor) -> torch.Tensor:
+        raise AssertionError("not for this model")
+
+    assert LoraSlotBank(Tiny(), slots=1, native=kernel).native is kernel
+    bank = LoraSlotBank(Tiny().to(torch.float64), slots=1, native=kernel)
+    assert bank.native is None and bank.context.native is None
+    bank.write(1, adapter("a", 8, {"q_proj": (8, 6)}, seed=1))
+    for slots in ([1, 0], [1, 1]):
+        bank.set_rows(slots)
+        bank.model(torch.randn(2, 1, 8, dtype=torch.float64))
 
 
 def test_bank_frees_and_reuses_pages_within_its_budget() -> None:

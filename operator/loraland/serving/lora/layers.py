@@ -23,8 +23,9 @@ rows; :meth:`LoraSlotBank.free` may come from any thread.
 
 Per decode step :meth:`LoraSlotBank.set_rows` picks the cheaper form from a cost model
 (see :data:`SEGMENT_COST`): the stacked GEMMs while few adapters share the batch, the
-segmented bags once many do. Prefill gathers each row's pages (``bmm`` per group of rows
-with as many pages).
+segmented form once many do: the native kernel on CPU where it could be built
+(:mod:`loraland.serving.lora.native`), else the embedding bags. Prefill gathers each
+row's pages (``bmm`` per group of rows with as many pages).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import torch
 from torch import nn
 
 from loraland.serving.lora.loading import LoadedAdapter, ModuleWeights
+from loraland.serving.lora.native import PagedLoraOp
 from loraland.serving.lora.ops import (
     PAGE,
     a_bag_index,
@@ -56,6 +58,12 @@ from loraland.serving.lora.ops import (
 #: are kept while the set of distinct adapters holds, which in a batch on a few adapters
 #: is most steps, so the break-even is put between the two: stacked up to 8 adapters.
 SEGMENT_COST = 8.0
+
+#: :data:`SEGMENT_COST` for the native kernel (:mod:`loraland.serving.lora.native`), which
+#: does a page's A and B in a third of the bags' time on weights in cache (the same
+#: benchmark: 32 distinct rank-8 adapters 20-27 us against 60-87 us), so the segmented
+#: form wins from fewer distinct adapters.
+NATIVE_SEGMENT_COST = 3.0
 
 _MIN_PAGES = 32
 
@@ -100,9 +108,10 @@ def adapter_device_bytes(adapter: LoadedAdapter) -> int:
 class _Step:
     """Index tensors of one batch composition (reused while the composition holds)."""
 
-    #: Every batch row's pages, row after row, and the batch row each belongs to (None
-    #: when every row has exactly one page: page i is row i's).
+    #: Every batch row's pages, row after row, and the batch row each belongs to
+    #: (``page_owner``: None when every row has exactly one page, page i being row i's).
     pages: torch.Tensor
+    owner: torch.Tensor
     page_owner: torch.Tensor | None
     #: B side of the segmented form: the pages' rank rows and where each row's start.
     b_index: torch.Tensor
@@ -147,6 +156,8 @@ class LoraContext:
     """Per-forward state shared by every wrapper (set by :meth:`LoraSlotBank.set_rows`)."""
 
     step: _Step | None = None
+    #: The native decode kernel, or None for the embedding_bag form.
+    native: PagedLoraOp | None = None
     #: Tokens per row of the next forward: 1 means decode.
     decode: bool = True
     #: Last composition, so a decode step over the same rows rebuilds nothing.
@@ -236,6 +247,8 @@ class BatchedLoraLinear(nn.Module):
             if step.stacked:
                 a, b = self._stacked_weights(step)
                 add_stacked_lora(out, flat, a, b, step.member)
+            elif self.context.native is not None:
+                self.context.native(out, flat, self.a_pages, self.b_rows, step.pages, step.owner)
             else:
                 a_index, a_offsets = step.a_bag(self.in_features)
                 add_segmented_lora(
@@ -263,9 +276,11 @@ class BatchedLoraLinear(nn.Module):
         return a, b
 
 
-def choose_stacked(rows: int, distinct_rank_sum: int, rank_sum: int) -> bool:
-    """The cost model: stacked does ``rows x K`` work, segmented ``SEGMENT_COST x R``."""
-    return rows * distinct_rank_sum <= SEGMENT_COST * rank_sum
+def choose_stacked(
+    rows: int, distinct_rank_sum: int, rank_sum: int, segment_cost: float = SEGMENT_COST
+) -> bool:
+    """The cost model: stacked does ``rows x K`` work, segmented ``segment_cost x R``."""
+    return rows * distinct_rank_sum <= segment_cost * rank_sum
 
 
 @dataclass
@@ -274,7 +289,9 @@ class LoraSlotBank:
 
     ``max_rows`` caps the rank rows all resident adapters hold together (None: grow as
     needed); ``max_bytes`` caps growth by memory over the wrapped modules. The registry
-    keeps within the budget by evicting.
+    keeps within the budget by evicting. ``native``: the decode kernel of
+    :func:`~loraland.serving.lora.native.paged_lora_op`, used where the model is float32
+    on the CPU (elsewhere, and when None, decode runs the embedding_bag form).
     """
 
     model: nn.Module
@@ -284,9 +301,13 @@ class LoraSlotBank:
     context: LoraContext = field(default_factory=LoraContext)
     wrappers: dict[str, BatchedLoraLinear] = field(default_factory=dict)
     ranks: list[int] = field(default_factory=list)
+    native: PagedLoraOp | None = None
 
     def __post_init__(self) -> None:
         self.ranks = [0] * (self.slots + 1)
+        if self._device_dtype() != (torch.device("cpu"), torch.float32):
+            self.native = None
+        self.context.native = self.native
         self._pages_of: dict[int, list[int]] = {}
         self._capacity = 1  # page 0: the zero page every padding points at
         self._free_pages: list[int] = []
@@ -421,7 +442,10 @@ class LoraSlotBank:
                 distinct.setdefault(s, own)
         active = [p for own in distinct.values() for p in own]
         stacked = decode and choose_stacked(
-            len(slots), PAGE * len(active), PAGE * int(pages.shape[0])
+            len(slots),
+            PAGE * len(active),
+            PAGE * int(pages.shape[0]),
+            SEGMENT_COST if self.native is None else NATIVE_SEGMENT_COST,
         )
         member: torch.Tensor | None = None
         if stacked and (len(distinct) > 1 or not all(pages_of)):
@@ -436,12 +460,12 @@ class LoraSlotBank:
                     lo, hi = columns[s]
                     member[i, lo:hi] = 1
             member = member.to(device)
+        owner = tensor([i for i, own in enumerate(pages_of) for _ in own])
         one_page_each = all(len(own) == 1 for own in pages_of)
         ctx.step = _Step(
             pages=pages,
-            page_owner=None
-            if one_page_each
-            else tensor([i for i, own in enumerate(pages_of) for _ in own]),
+            owner=owner,
+            page_owner=None if one_page_each else owner,
             b_index=page_rows(pages),
             b_offsets=tensor(starts),
             active_pages=tensor(active),

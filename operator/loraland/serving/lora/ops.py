@@ -21,7 +21,9 @@ place, as Punica's and vLLM's ``add_lora`` kernels do, so no delta is allocated 
 added:
 
 - :func:`add_segmented_lora` (decode): each row's own pages only, so the cost follows
-  the sum of the rows' ranks, never the number of distinct adapters;
+  the sum of the rows' ranks, never the number of distinct adapters (on CPU the native
+  kernel of :mod:`loraland.serving.lora.native` computes the same sums, several times
+  faster);
 - :func:`add_stacked_lora` (decode): two dense GEMMs over the pages of the distinct
   adapters in the batch (gathered once by :func:`stacked_weights` and kept while that
   set holds), cheapest when few adapters share it;

@@ -1,0 +1,111 @@
+// loraland::add_paged_lora, the decode LoRA op on CPU: y[i] += B_p (A_p x[i]) for every
+// page p of row i, read from the paged pools of loraland/serving/lora/ops.py.
+//
+// Why a kernel: in the embedding_bag form the A side is a bag of `in` table rows of PAGE
+// floats each, so a rank-8 page costs `in` index steps of 8 multiply-adds, and A and B are
+// two passes over the batch. Here each page is read once, contiguously (its A block, then
+// its B rows), with four independent accumulators over `in` so the adds pipeline, while
+// the next page is prefetched. Rows are split across torch's intra-op threads by pages,
+// not by rows, so a rank-64 row (8 pages) next to rank-4 ones does not leave a thread idle.
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <initializer_list>
+
+namespace {
+
+constexpr int64_t kPage = 8;  // ops.PAGE
+
+inline void prefetch(const float* begin, int64_t floats) {
+  const char* bytes = reinterpret_cast<const char*>(begin);
+  // One prefetch per 512 bytes starts the hardware streams; one per cache line costs
+  // more instructions than it saves.
+  for (int64_t offset = 0; offset < floats * 4; offset += 512) __builtin_prefetch(bytes + offset);
+}
+
+// One page: hidden = A_p x (PAGE values), then y += B_p hidden.
+inline void add_page(float* y, const float* x, const float* a, const float* b, int64_t d_in,
+                     int64_t d_out) {
+  float h0[kPage] = {0}, h1[kPage] = {0}, h2[kPage] = {0}, h3[kPage] = {0};
+  int64_t k = 0;
+  for (; k + 4 <= d_in; k += 4) {
+    const float* rows = a + k * kPage;  // A's page is [in, PAGE]: PAGE floats per input
+    for (int j = 0; j < kPage; ++j) {
+      h0[j] += x[k] * rows[j];
+      h1[j] += x[k + 1] * rows[kPage + j];
+      h2[j] += x[k + 2] * rows[2 * kPage + j];
+      h3[j] += x[k + 3] * rows[3 * kPage + j];
+    }
+  }
+  for (; k < d_in; ++k)
+    for (int j = 0; j < kPage; ++j) h0[j] += x[k] * a[k * kPage + j];
+  float hidden[kPage];
+  for (int j = 0; j < kPage; ++j) hidden[j] = (h0[j] + h1[j]) + (h2[j] + h3[j]);
+  for (int64_t c = 0; c < d_out; ++c) {
+    float sum = 0.f;
+    for (int j = 0; j < kPage; ++j) sum += hidden[j] * b[j * d_out + c];
+    y[c] += sum;
+  }
+}
+
+at::Tensor add_paged_lora(at::Tensor y, const at::Tensor& x, const at::Tensor& a_pages,
+                          const at::Tensor& b_rows, const at::Tensor& pages,
+                          const at::Tensor& owner) {
+  for (const at::Tensor* t : std::initializer_list<const at::Tensor*>{&y, &x, &a_pages, &b_rows})
+    TORCH_CHECK(t->device().is_cpu() && t->scalar_type() == at::kFloat && t->is_contiguous(),
+                "add_paged_lora: y, x, a_pages and b_rows must be contiguous float32 CPU tensors");
+  TORCH_CHECK(pages.scalar_type() == at::kLong && owner.scalar_type() == at::kLong &&
+                  pages.dim() == 1 && owner.sizes() == pages.sizes() && pages.is_contiguous() &&
+                  owner.is_contiguous(),
+              "add_paged_lora: pages and owner must be int64 vectors of one length");
+  TORCH_CHECK(x.dim() == 2 && y.dim() == 2 && x.size(0) == y.size(0),
+              "add_paged_lora: x is [rows, in] and y is [rows, out]");
+  const int64_t rows = x.size(0), d_in = x.size(1), d_out = y.size(1);
+  TORCH_CHECK(a_pages.dim() == 2 && a_pages.size(1) == kPage && a_pages.size(0) % d_in == 0 &&
+                  b_rows.dim() == 2 && b_rows.size(1) == d_out &&
+                  b_rows.size(0) == a_pages.size(0) / d_in * kPage,
+              "add_paged_lora: pools must be a_pages [pages * in, 8] and b_rows [pages * 8, out]");
+  const int64_t pool_pages = b_rows.size(0) / kPage, n = pages.size(0);
+  const int64_t* page = pages.data_ptr<int64_t>();
+  const int64_t* row_of = owner.data_ptr<int64_t>();
+  for (int64_t q = 0; q < n; ++q) {
+    TORCH_CHECK(0 <= page[q] && page[q] < pool_pages, "add_paged_lora: page ", page[q],
+                " outside the pool's ", pool_pages);
+    TORCH_CHECK(0 <= row_of[q] && row_of[q] < rows && (q == 0 || row_of[q - 1] <= row_of[q]),
+                "add_paged_lora: owner must list rows in [0, ", rows, ") in order");
+  }
+  const float* xs = x.data_ptr<float>();
+  const float* a = a_pages.data_ptr<float>();
+  const float* b = b_rows.data_ptr<float>();
+  float* ys = y.data_ptr<float>();
+  at::parallel_for(0, n, 1, [&](int64_t lo, int64_t hi) {
+    // A chunk owns the rows whose first page it holds, so no two threads write one row.
+    int64_t q = lo;
+    while (q > 0 && q < hi && row_of[q - 1] == row_of[q]) ++q;
+    if (q == hi) return;  // every page here continues a row an earlier chunk owns
+    int64_t end = hi;
+    while (end < n && row_of[end] == row_of[end - 1]) ++end;
+    for (; q < end; ++q) {
+      if (q + 1 < end) {
+        prefetch(a + page[q + 1] * d_in * kPage, d_in * kPage);
+        prefetch(b + page[q + 1] * kPage * d_out, kPage * d_out);
+      }
+      add_page(ys + row_of[q] * d_out, xs + row_of[q] * d_in, a + page[q] * d_in * kPage,
+               b + page[q] * kPage * d_out, d_in, d_out);
+    }
+  });
+  return y;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(loraland, m) {
+  m.def(
+      "add_paged_lora(Tensor(a!) y, Tensor x, Tensor a_pages, Tensor b_rows, Tensor pages, "
+      "Tensor owner) -> Tensor(a!)");
+}
+
+TORCH_LIBRARY_IMPL(loraland, CPU, m) { m.impl("add_paged_lora", &add_paged_lora); }
