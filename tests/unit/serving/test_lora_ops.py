@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from loraland.serving.lora import layers
@@ -282,7 +284,7 @@ def test_bank_mixed_ranks_every_form(
     if native:
         kernel: PagedLoraOp = request.getfixturevalue("native_lora_op")
 
-        def op(*args: torch.Tensor) -> torch.Tensor:
+        def op(*args: Any) -> torch.Tensor:
             calls.append(1)
             return kernel(*args)
 
@@ -301,8 +303,9 @@ def test_bank_mixed_ranks_every_form(
         for row, slot in enumerate(slots):
             want = expected(model, x[row : row + 1], adapters.get(slot))
             torch.testing.assert_close(got[row : row + 1], want)
-    # The five distinct adapters are segmented (q_proj and v_proj: two calls a step).
-    assert len(calls) == (2 if native and decode else 0)
+    # Decode segments the five distinct adapters (q_proj and v_proj: two calls a step) and
+    # stacks the rest; every prefill runs the kernel.
+    assert len(calls) == (0 if not native else 2 if decode else 6)
 
 
 def test_bank_keeps_the_native_kernel_for_float32_on_cpu_only() -> None:
@@ -374,3 +377,28 @@ def test_bank_growth_stops_at_its_memory_budget_unless_admitted_pages_need_more(
     bank.write(2, adapter("b", 32, {"q_proj": (8, 6)}, seed=2))
     assert wrapper.pages == 6  # admitted by the registry: it gets its pages
     assert bank.used_rows == 40
+
+
+def test_long_prefills_take_the_gathered_form(
+    native_lora_op: PagedLoraOp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+
+    def op(*args: Any) -> torch.Tensor:
+        calls.append(args[-1])
+        return native_lora_op(*args)
+
+    monkeypatch.setattr(layers, "NATIVE_PREFILL_TOKENS", 3)
+    model = Tiny()
+    bank = LoraSlotBank(model, slots=2, native=op)
+    first = adapter("a", 4, {"q_proj": (8, 6)}, seed=1)
+    second = adapter("b", 16, {"q_proj": (8, 6)}, seed=2)
+    bank.write(1, first)
+    bank.write(2, second)
+    bank.set_rows([1, 2], decode=False)
+    for tokens in (3, 4):
+        x = torch.randn(2, tokens, 8)
+        got = model(x)
+        for row, a in enumerate([first, second]):
+            torch.testing.assert_close(got[row : row + 1], expected(model, x[row : row + 1], a))
+    assert calls == [3]  # the 4-token prefill went through the gathered pages

@@ -52,16 +52,18 @@ def flat(pages_of: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     "ranks", [[8], [4, 8, 16, 64], [64, 64, 1], [2, 9]], ids=lambda r: "r" + "-".join(map(str, r))
 )
 @pytest.mark.parametrize("d_in", [30, 32])  # the four-wide unrolled loop, with and without a tail
+@pytest.mark.parametrize("tokens", [1, 4, 9])  # decode; prefill in whole and partial blocks
 def test_kernel_matches_the_reference(
-    native_lora_op: PagedLoraOp, threads: int, ranks: list[int], d_in: int
+    native_lora_op: PagedLoraOp, threads: int, ranks: list[int], d_in: int, tokens: int
 ) -> None:
     a_pages, b_rows, adapters = scattered_pool(ranks, d_in, 19)
     # Rows on every adapter, repeats, and rows on no adapter (no pages) among them.
     pages_of = [adapters[i % len(adapters)] if i % 5 else [] for i in range(13)]
-    x = torch.randn(len(pages_of), d_in)
-    y = torch.randn(len(pages_of), 19)
-    want = y + pages_reference_lora_delta(x.unsqueeze(1), a_pages, b_rows, pages_of)[:, 0]
-    got = native_lora_op(y.clone(), x, a_pages, b_rows, *flat(pages_of))
+    x = torch.randn(len(pages_of), tokens, d_in)
+    y = torch.randn(len(pages_of), tokens, 19)
+    want = y + pages_reference_lora_delta(x, a_pages, b_rows, pages_of)
+    got = y.clone()
+    native_lora_op(got.view(-1, 19), x.view(-1, d_in), a_pages, b_rows, *flat(pages_of), tokens)
     # Sums in another order than the oracle's: fp32 rounding, relative to values ~30.
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
     bare = [row for row, own in enumerate(pages_of) if not own]
@@ -84,19 +86,21 @@ def test_kernel_adds_in_place_and_returns_y(native_lora_op: PagedLoraOp) -> None
         ({"x": torch.randn(2, 8, dtype=torch.float64)}, "float32"),
         ({"pages": torch.tensor([1, 1])}, "one length"),
         ({"b_rows": torch.randn(16, 5)}, "pools must be"),
+        ({"tokens": 3}, r"\[rows \* tokens, in\]"),
     ],
 )
 def test_bad_arguments_are_refused(
-    native_lora_op: PagedLoraOp, change: dict[str, torch.Tensor], message: str
+    native_lora_op: PagedLoraOp, change: dict[str, torch.Tensor | int], message: str
 ) -> None:
     a_pages, b_rows, _ = scattered_pool([8], 8, 4)
-    args = {
+    args: dict[str, torch.Tensor | int] = {
         "y": torch.zeros(2, 4),
         "x": torch.randn(2, 8),
         "a_pages": a_pages,
         "b_rows": b_rows,
         "pages": torch.tensor([1]),
         "owner": torch.tensor([0]),
+        "tokens": 1,
     } | change
     with pytest.raises(RuntimeError, match=message):
         native_lora_op(*args.values())

@@ -1,9 +1,11 @@
-"""The decode LoRA op as a native CPU kernel (``csrc/paged_lora.cpp``), built on first use.
+"""The LoRA op as a native CPU kernel (``csrc/paged_lora.cpp``), built on first use.
 
 On CPU the embedding_bag form of :func:`~loraland.serving.lora.ops.add_segmented_lora`
-spends most of its time stepping through ``in`` bag entries of 8 floats per page; the
-kernel reads each page once, contiguously, and adds the same sums (in another order:
-equal to float rounding). ``benchmarks/serving/lora_ops.py`` times both.
+spends most of its time stepping through ``in`` bag entries of 8 floats per page, and
+:func:`~loraland.serving.lora.ops.add_gathered_lora` copies each prefill row's pages;
+the kernel reads each page once, contiguously, in place, for decode and prefill, and adds
+the same sums (in another order: equal to float rounding). ``benchmarks/serving/lora_ops.py``
+times the decode forms.
 
 The kernel is compiled with torch's own extension builder (a C++ compiler and ninja) into
 the cache, once per torch version, CPU capability and source, and registered as
@@ -21,8 +23,8 @@ import platform
 import shutil
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
@@ -30,11 +32,21 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).parent / "csrc" / "paged_lora.cpp"
 
-#: ``op(y, x, a_pages, b_rows, pages, owner) -> y``: see :func:`paged_lora_op`.
-PagedLoraOp = Callable[
-    [torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
-    torch.Tensor,
-]
+
+class PagedLoraOp(Protocol):
+    """``op(y, x, a_pages, b_rows, pages, owner, tokens=1) -> y``: see :func:`paged_lora_op`."""
+
+    def __call__(
+        self,
+        y: torch.Tensor,
+        x: torch.Tensor,
+        a_pages: torch.Tensor,
+        b_rows: torch.Tensor,
+        pages: torch.Tensor,
+        owner: torch.Tensor,
+        tokens: int = 1,
+    ) -> torch.Tensor: ...
+
 
 _lock = threading.Lock()
 _loaded: dict[Path, PagedLoraOp | None] = {}
@@ -76,9 +88,11 @@ def paged_lora_op(kernels_dir: Path, enabled: bool = True) -> PagedLoraOp | None
     """``torch.ops.loraland.add_paged_lora``, built under ``kernels_dir`` if it is not
     there yet (tens of seconds, once), or None with the reason logged.
 
-    The op adds ``B_p A_p x[owner[q]]`` into ``y[owner[q]]`` for each page ``p =
-    pages[q]``, pages listed row after row (``owner`` non-decreasing); every tensor
-    contiguous, float32, on the CPU; it checks its arguments and raises on bad ones.
+    The op adds ``B_p A_p x[r * tokens + t]`` into ``y[r * tokens + t]`` for each page
+    ``p = pages[q]`` of batch row ``r = owner[q]`` and each of its ``tokens`` token rows
+    (decode: 1), pages listed row after row (``owner`` non-decreasing); ``x`` and ``y``
+    are ``[rows * tokens, in / out]``, every tensor contiguous, float32, on the CPU. It
+    checks its arguments and raises on bad ones.
     """
     if not enabled:
         log.info("LoRA decode: embedding_bag form (native kernels disabled)")
@@ -97,8 +111,8 @@ def _build(directory: Path) -> PagedLoraOp | None:
     if hasattr(torch.ops.loraland, "add_paged_lora"):  # loaded from another directory
         return torch.ops.loraland.add_paged_lora
     reason = missing_toolchain()
-    if reason is not None:
-        log.warning("LoRA decode: embedding_bag form, native kernel not built: %s", reason)
+    if reason is not None:  # expected where nothing is compiled (the images): not a warning
+        log.info("LoRA decode: embedding_bag form, native kernel not built: %s", reason)
         return None
     from torch.utils.cpp_extension import load
 
