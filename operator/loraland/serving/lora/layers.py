@@ -59,10 +59,11 @@ from loraland.serving.lora.ops import (
 #: is most steps, so the break-even is put between the two: stacked up to 8 adapters.
 SEGMENT_COST = 8.0
 
-#: :data:`SEGMENT_COST` for the native kernel (:mod:`loraland.serving.lora.native`), which
-#: does a page's A and B in a third of the bags' time on weights in cache (the same
-#: benchmark: 32 distinct rank-8 adapters 20-27 us against 60-87 us), so the segmented
-#: form wins from fewer distinct adapters.
+#: :data:`SEGMENT_COST` for the native kernel (:mod:`loraland.serving.lora.native`), whose
+#: pages cost about a quarter of the bags' on weights in cache (the same benchmark, 2
+#: threads: 32 distinct rank-8 adapters 20 us against 89; one adapter 22.5 us against the
+#: stacked GEMMs' 23.2). It beats stacking from 2 distinct rank-8 adapters, later with
+#: high ranks (4 adapters on ranks 4-64: 73 us against 60 stacked); 3 sits between.
 NATIVE_SEGMENT_COST = 3.0
 
 #: Longest prompt (or prefill chunk) the native kernel prefills; longer ones take the
