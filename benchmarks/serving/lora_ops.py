@@ -99,9 +99,8 @@ def main() -> None:
             next_page += pages_for(rank)
         of_row = [adapters[i % len(adapters)] for i in range(n)]
         pages = torch.tensor([p for own in of_row for p in own])
-        owner = None
-        if any(len(own) != 1 for own in of_row):
-            owner = torch.tensor([i for i, own in enumerate(of_row) for _ in own])
+        every_owner = torch.tensor([i for i, own in enumerate(of_row) for _ in own])
+        owner = every_owner if any(len(own) != 1 for own in of_row) else None
         offsets = torch.tensor([0, *itertools.accumulate(PAGE * len(own) for own in of_row)][:-1])
         a_index, a_offsets = a_bag_index(pages, args.dim)
         active = torch.tensor([p for own in adapters for p in own])
@@ -138,14 +137,15 @@ def main() -> None:
             f"{SEGMENT_COST * work:>6.2f}"
         )
         if native is not None:
-            owner = torch.tensor([i for i, own in enumerate(of_row) for _ in own])
             torch.testing.assert_close(
-                native(torch.zeros_like(y), x, a_pages, b_rows, pages, owner),
+                native(torch.zeros_like(y), x, a_pages, b_rows, pages, every_owner),
                 add_segmented_lora(torch.zeros_like(y), x, *bags),
                 rtol=1e-4,
                 atol=1e-3,
             )
-            t_native = timed(partial(native, y, x, a_pages, b_rows, pages, owner), args.repeats)
+            t_native = timed(
+                partial(native, y, x, a_pages, b_rows, pages, every_owner), args.repeats
+            )
             line += (
                 f" {t_native * 1e6:>9.1f} {t_native / t_stacked:>9.2f} "
                 f"{NATIVE_SEGMENT_COST * work:>6.2f}"

@@ -18,6 +18,12 @@ import platformdirs
 PVC_MOUNT_ROOT = Path("/mnt/pvc")
 
 
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """A yes/no variable: 1/true/yes/on (any case) is yes; unset or empty, ``default``."""
+    value = env.get(name, "").strip().lower()
+    return default if not value else value in {"1", "true", "yes", "on"}
+
+
 @dataclass(frozen=True)
 class Settings:
     """Locations loraland reads and writes outside the working directory."""
@@ -38,12 +44,11 @@ class Settings:
         return cls(
             cache_dir=Path(cache).expanduser().absolute(),
             pvc_root=Path(env.get("LORALAND_PVC_ROOT", str(PVC_MOUNT_ROOT))),
-            hf_offline=env.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"},
+            hf_offline=_flag(env, "HF_HUB_OFFLINE", default=False),
             preloaded_models_dirs=tuple(
                 Path(p) for p in env.get("LORALAND_PRELOADED_MODELS", "").split(os.pathsep) if p
             ),
-            native_kernels=env.get("LORALAND_NATIVE_KERNELS", "1").lower()
-            not in {"0", "false", "no"},
+            native_kernels=_flag(env, "LORALAND_NATIVE_KERNELS", default=True),
         )
 
     @property

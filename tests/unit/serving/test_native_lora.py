@@ -9,6 +9,7 @@ import pytest
 import torch
 from loraland.serving.lora.native import PagedLoraOp, missing_toolchain, paged_lora_op
 from loraland.serving.lora.ops import PAGE, pages_for, pages_reference_lora_delta
+from loraland.settings import Settings
 
 
 @pytest.fixture(params=[1, 2, 3], ids=lambda n: f"{n}-threads")
@@ -114,3 +115,14 @@ def test_disabled_kernels_are_not_built(tmp_path: Path) -> None:
 def test_a_missing_compiler_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CXX", "/nonexistent/c++")
     assert missing_toolchain() == "no C++ compiler ('/nonexistent/c++'; set CXX)"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, True), ("", True), ("0", False), ("false", False), ("1", True), ("On", True)],
+)
+def test_native_kernels_setting(value: str | None, expected: bool) -> None:
+    environ = {} if value is None else {"LORALAND_NATIVE_KERNELS": value}
+    assert Settings.from_env(environ).native_kernels is expected
+    assert Settings.from_env({"HF_HUB_OFFLINE": "yes"}).hf_offline
+    assert not Settings.from_env({}).hf_offline

@@ -24,7 +24,8 @@ rows; :meth:`LoraSlotBank.free` may come from any thread.
 Per decode step :meth:`LoraSlotBank.set_rows` picks the cheaper form from a cost model
 (see :data:`SEGMENT_COST`): the stacked GEMMs while few adapters share the batch, the
 segmented form once many do: the native kernel on CPU where it could be built
-(:mod:`loraland.serving.lora.native`), else the embedding bags. Prefill gathers each
+(:mod:`loraland.serving.lora.native`), else the embedding bags. Prefill runs the native
+kernel too, up to :data:`NATIVE_PREFILL_TOKENS` tokens a row; otherwise it gathers each
 row's pages (``bmm`` per group of rows with as many pages).
 """
 
@@ -165,7 +166,7 @@ class LoraContext:
     """Per-forward state shared by every wrapper (set by :meth:`LoraSlotBank.set_rows`)."""
 
     step: _Step | None = None
-    #: The native decode kernel, or None for the embedding_bag form.
+    #: The native kernel, or None for the torch forms.
     native: PagedLoraOp | None = None
     #: Tokens per row of the next forward: 1 means decode.
     decode: bool = True
@@ -313,9 +314,9 @@ class LoraSlotBank:
 
     ``max_rows`` caps the rank rows all resident adapters hold together (None: grow as
     needed); ``max_bytes`` caps growth by memory over the wrapped modules. The registry
-    keeps within the budget by evicting. ``native``: the decode kernel of
+    keeps within the budget by evicting. ``native``: the kernel of
     :func:`~loraland.serving.lora.native.paged_lora_op`, used where the model is float32
-    on the CPU (elsewhere, and when None, decode runs the embedding_bag form).
+    on the CPU (elsewhere, and when None, the torch forms run).
     """
 
     model: nn.Module

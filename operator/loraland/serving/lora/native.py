@@ -8,11 +8,11 @@ the same sums (in another order: equal to float rounding). ``benchmarks/serving/
 times the decode forms.
 
 The kernel is compiled with torch's own extension builder (a C++ compiler and ninja) into
-the cache, once per torch version, CPU capability and source, and registered as
+the cache, once per torch version, compiler flags and source, and registered as
 ``torch.ops.loraland.add_paged_lora``; later processes load the built library in
 milliseconds. Where it cannot be built (no compiler in the image, a build error) or
 ``LORALAND_NATIVE_KERNELS=0``, :func:`paged_lora_op` says why and returns None, and the
-engine keeps the embedding_bag form, which is also the form it runs on CUDA.
+engine keeps the torch forms (embedding bags, gathered pages), which it also runs on CUDA.
 """
 
 from __future__ import annotations
@@ -95,10 +95,10 @@ def paged_lora_op(kernels_dir: Path, enabled: bool = True) -> PagedLoraOp | None
     checks its arguments and raises on bad ones.
     """
     if not enabled:
-        log.info("LoRA decode: embedding_bag form (native kernels disabled)")
+        log.info("LoRA op: torch forms (native kernels disabled)")
         return None
     if not SOURCE.is_file():  # an install that left the package data out
-        log.warning("LoRA decode: embedding_bag form, %s is missing", SOURCE)
+        log.warning("LoRA op: torch forms, %s is missing", SOURCE)
         return None
     directory = build_dir(kernels_dir)
     with _lock:
@@ -112,7 +112,7 @@ def _build(directory: Path) -> PagedLoraOp | None:
         return torch.ops.loraland.add_paged_lora
     reason = missing_toolchain()
     if reason is not None:  # expected where nothing is compiled (the images): not a warning
-        log.info("LoRA decode: embedding_bag form, native kernel not built: %s", reason)
+        log.info("LoRA op: torch forms, native kernel not built: %s", reason)
         return None
     from torch.utils.cpp_extension import load
 
@@ -128,9 +128,7 @@ def _build(directory: Path) -> PagedLoraOp | None:
             is_python_module=False,
         )
     except (OSError, RuntimeError, ImportError) as error:
-        log.warning("LoRA decode: embedding_bag form, native kernel failed to build: %s", error)
+        log.warning("LoRA op: torch forms, native kernel failed to build: %s", error)
         return None
-    log.info(
-        "LoRA decode: native CPU kernel from %s (%.1f s)", directory, time.perf_counter() - begin
-    )
+    log.info("LoRA op: native CPU kernel from %s (%.1f s)", directory, time.perf_counter() - begin)
     return torch.ops.loraland.add_paged_lora
