@@ -17,10 +17,14 @@ measured in the same run:
 - inter-token latency p99 while 1,000-token prompts arrive vs without (target <= 3x);
 - with ``--naive``: 8 adapters, loraland vs naive_server.py (target >= 10x).
 
-Each tokens/s ratio divides by the mean of its baseline measured just before and just
-after it (A-B-A: one adapter around uniform, again around Zipf; all rank 8 around mixed
-ranks; loraland's 8 adapters around the naive server, loraland idle while it runs),
-since other work on a shared machine drifts every timing by 10% or more over a minute.
+Each scenario alternates with its baseline, ``--rounds`` (2) windows each, baseline first
+and last (A-B-A-B-A: one adapter around uniform, again around Zipf; all rank 8 around
+mixed ranks), and its ratio is the mean of its windows over the mean of the baseline's;
+each round's own ratio (the window over the two baseline windows around it) is printed
+too, so the spread shows. Two identical windows in a row differed by up to 15% here
+(98.6 and 115.3 tok/s, one adapter, 2% and 1% steal), so one window a side decides
+nothing near a target. The naive server is measured between two of loraland's
+8-adapter windows, loraland idle while it runs.
 
 Two unmeasured warm-ups make the windows see steady states: ``--server-warmup`` seconds
 of one-adapter traffic on the fresh server (its first minute ran up to 20% slower than
@@ -37,7 +41,7 @@ Adapters are random (safetensors written directly; 1,000 names share 100 weight 
 through hard links, which the server cannot tell apart).
 
     python benchmarks/serving/scale.py [--users 32] [--duration 30] [--threads 1] [--naive]
-        [--max-steal 0.05] [--retries 2]
+        [--rounds 2] [--max-steal 0.05] [--retries 2]
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +83,37 @@ class Point:
     steal: float = float("nan")
     #: Windows measured for this point (more than one: the first had too much steal).
     attempts: int = 1
+
+
+@dataclass
+class Comparison:
+    """A scenario's windows and its baseline's, alternated: baseline, scenario, baseline..."""
+
+    key: str
+    baseline: str
+    #: What its printed ratio is called.
+    title: str
+    #: The issue's target for the ratio, as printed.
+    target: str
+    points: list[Point] = field(default_factory=list)
+    #: One more than ``points``: before the first scenario window and after each.
+    baselines: list[Point] = field(default_factory=list)
+
+    def ratio(self) -> float:
+        """Mean scenario tokens/s over mean baseline tokens/s."""
+        return share(
+            statistics.mean(p.tokens_per_s for p in self.points),
+            statistics.mean(p.tokens_per_s for p in self.baselines),
+        )
+
+    def round_ratios(self) -> list[float]:
+        """Each scenario window over the mean of the baseline windows around it."""
+        return [
+            share(p.tokens_per_s, (before.tokens_per_s + after.tokens_per_s) / 2)
+            for p, before, after in zip(
+                self.points, self.baselines, self.baselines[1:], strict=False
+            )
+        ]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -334,6 +370,12 @@ def main() -> None:
     parser.add_argument(
         "--retries", type=int, default=2, help="extra windows a point may take (see --max-steal)"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="scenario windows per comparison, each followed by a baseline window",
+    )
     args = parser.parse_args()
     # Both servers wait the same way at OpenMP barriers: loraland serve would choose
     # passive waiting for itself (serving/openmp.py), the naive server would spin.
@@ -468,25 +510,64 @@ def main() -> None:
 
     naive_point = None
     server = start("loraland serve", serve_cmd, port, work / "serve.log")
+    comparisons: dict[str, Comparison] = {}
+    windows: Counter[str] = Counter()  # baseline windows so far, by baseline
+
+    def compare(
+        key: str, pick: object, baseline: str, baseline_pick: object, title: str, target: str
+    ) -> None:
+        """``baseline``, then ``--rounds`` times ``key`` and ``baseline`` again."""
+        done = Comparison(key, baseline, title, target)
+
+        def baseline_window() -> None:
+            windows[baseline] += 1
+            done.baselines.append(measure(f"{baseline} ({windows[baseline]})", baseline_pick))
+
+        baseline_window()
+        for i in range(1, args.rounds + 1):
+            done.points.append(measure(f"{key} ({i})", pick))
+            baseline_window()
+        comparisons[key] = done
+
     try:
         warm_up("one adapter", lambda rng: "u0", args.server_warmup)
-        measure("one adapter (1)", lambda rng: "u0")
-        measure(f"uniform over {many}", lambda rng: rng.choice(uniform_names))
-        measure("one adapter (2)", lambda rng: "u0")
+        one = "one adapter"
+
+        def uniform_pick(rng: random.Random) -> str:
+            return rng.choice(uniform_names)
+
+        compare(
+            f"uniform over {many}",
+            uniform_pick,
+            one,
+            lambda rng: "u0",
+            f"uniform over {many} / one adapter, tokens/s",
+            ">= 0.8",
+        )
 
         def zipf_pick(rng: random.Random) -> str:
             return rng.choices(uniform_names, weights=weights)[0]
 
         warm_up(f"Zipf({args.zipf})", zipf_pick, args.zipf_warmup)
-        measure("one adapter (3)", lambda rng: "u0")
-        measure(f"Zipf({args.zipf}) over {many}", zipf_pick)
-        measure("one adapter (4)", lambda rng: "u0")
+        compare(
+            f"Zipf({args.zipf}) over {many}",
+            zipf_pick,
+            one,
+            lambda rng: "u0",
+            f"Zipf over {many} / one adapter, tokens/s",
+            ">= 0.9",
+        )
         r8 = [f"r8-{i}" for i in range(40)]
         mixed = [f"mixed{i}" for i in range(40)]
         asyncio.run(touch(url, r8 + mixed))
-        measure("40 adapters, all rank 8 (1)", lambda rng: rng.choice(r8))
-        measure("40 adapters, ranks 4/8/16/64", lambda rng: rng.choice(mixed))
-        measure("40 adapters, all rank 8 (2)", lambda rng: rng.choice(r8))
+        compare(
+            "40 adapters, ranks 4/8/16/64",
+            lambda rng: rng.choice(mixed),
+            "40 adapters, all rank 8",
+            lambda rng: rng.choice(r8),
+            "ranks 4/8/16/64 / all rank 8, tokens/s",
+            ">= 0.9",
+        )
         eight = [f"u{i}" for i in range(8)]
         measure("8 adapters (1)", lambda rng: rng.choice(eight))
         measure(
@@ -509,10 +590,6 @@ def main() -> None:
     finally:
         stop(server)
 
-    def around(baseline: str, first: int) -> float:
-        """The mean tokens/s of baseline points ``first`` and ``first + 1``."""
-        return statistics.mean(points[f"{baseline} ({i})"].tokens_per_s for i in (first, first + 1))
-
     cpus = os.cpu_count()
     print()
     print(
@@ -523,14 +600,9 @@ def main() -> None:
     def ratio(name: str, value: float, target: str) -> None:
         print(f"  {name:<58} {value:6.2f}x  (target {target})")
 
-    uniform = points[f"uniform over {many}"].tokens_per_s
-    zipf = points[f"Zipf({args.zipf}) over {many}"].tokens_per_s
-    one = "one adapter"
-    ratio(f"uniform over {many} / one adapter, tokens/s", share(uniform, around(one, 1)), ">= 0.8")
-    ratio(f"Zipf over {many} / one adapter, tokens/s", share(zipf, around(one, 3)), ">= 0.9")
-    mixed_tps = points["40 adapters, ranks 4/8/16/64"].tokens_per_s
-    r8_tps = around("40 adapters, all rank 8", 1)
-    ratio("ranks 4/8/16/64 / all rank 8, tokens/s", share(mixed_tps, r8_tps), ">= 0.9")
+    for done in comparisons.values():
+        ratio(done.title, done.ratio(), done.target)
+        print(f"  {'':<58} rounds: {', '.join(f'{r:.2f}' for r in done.round_ratios())}")
     ratio(
         f"cold / warm first token (median of 8: {statistics.median(cold) * 1000:.0f} ms / "
         f"{statistics.median(warm) * 1000:.0f} ms)",
@@ -545,9 +617,10 @@ def main() -> None:
         "<= 3",
     )
     if naive_point is not None:
+        eight_tps = statistics.mean(points[f"8 adapters ({i})"].tokens_per_s for i in (1, 2))
         ratio(
             "loraland / naive, 8 adapters, tokens/s",
-            share(around("8 adapters", 1), naive_point.tokens_per_s),
+            share(eight_tps, naive_point.tokens_per_s),
             ">= 10",
         )
     stolen = [f"{p.label} {p.steal:.0%}" for p in points.values() if p.steal > args.max_steal]
