@@ -68,12 +68,12 @@ SEGMENT_COST = 8.0
 NATIVE_SEGMENT_COST = 3.0
 
 #: Longest prompt (or prefill chunk) the native kernel prefills; longer ones take the
-#: gathered pages and ``bmm``. The kernel runs each token row as a decode row (no page
-#: copies, no per-group calls): per 576-wide module, 2.0x faster for one 60-token prompt
-#: (0.03 against 0.06 ms), 1.3x for 32 x 40 tokens on ranks 4-64 (1.53 against 2.01),
-#: but 4 x 256 tokens on ranks 4-64 ran 1.7x slower (1.74 against 1.04): there the
-#: ``bmm`` are GEMMs big enough to pay.
-NATIVE_PREFILL_TOKENS = 128
+#: gathered pages and ``bmm``. The kernel passes four token rows at a time over each page
+#: (no page copies, no per-group calls): per 576-wide module, 2 threads, 32 x 40 tokens
+#: on ranks 4-64 took 1.06 ms against the gathered form's 2.10, 8 x 256 1.26 against
+#: 1.97 (rank 8: 0.48 against 0.67), but 4 x 512 on ranks 4-64 2.63 against 2.16: there
+#: the ``bmm`` are GEMMs big enough to pay. 256 is also the default prefill chunk.
+NATIVE_PREFILL_TOKENS = 256
 
 _MIN_PAGES = 32
 
