@@ -207,14 +207,17 @@ async def closed_loop(
     warmup: float,
     attempt: int = 0,
     long_prompt: str | None = None,
+    window: int = 0,
 ) -> Point:
     """``users`` closed-loop users; ``pick(rng)`` chooses each request's adapter. With
     ``long_prompt``, one more user sends that prompt (1 new token) back to back.
 
-    Each user's choices are seeded by the user and ``attempt``: the first windows of all
-    points send the same prompts in the same order (same work on both sides of a ratio),
-    and a window measured again for steal picks anew (on the first one's seeds it would
-    ask for exactly the adapters that one just loaded)."""
+    Each user's choices are seeded by the user, ``window`` and ``attempt``: a scenario's
+    window and its baseline's in one round send the same prompts in the same order (same
+    work on both sides of a ratio), while the next round, and a window measured again for
+    steal, pick anew (on the same seeds a window would ask for exactly the adapters the
+    one before it just loaded: a uniform window replaying the first copied in 1 adapter
+    where the first had copied in 51)."""
     start_at = time.monotonic() + warmup
     end_at = start_at + duration
     point = Point("")
@@ -238,7 +241,7 @@ async def closed_loop(
             point.requests += 1
 
     async def user(client: httpx.AsyncClient, seed: int) -> None:
-        rng = random.Random(f"{attempt}/{seed}")
+        rng = random.Random(f"{window}/{attempt}/{seed}")
         # Starts spread over the warmup: users that all start together stay in step
         # (their requests are the same length), and the window would then measure
         # waves of prefills and drained batches instead of the steady state.
@@ -444,7 +447,7 @@ def main() -> None:
             flush=True,
         )
 
-    def measure(key: str, pick: object, long: str | None = None) -> Point:
+    def measure(key: str, pick: object, long: str | None = None, window: int = 0) -> Point:
         def run(attempt: int) -> Point:
             before = device_cache_counts(url)
             point = asyncio.run(
@@ -457,6 +460,7 @@ def main() -> None:
                     args.warmup,
                     attempt,
                     long,
+                    window,
                 )
             )
             after = device_cache_counts(url)
@@ -519,14 +523,15 @@ def main() -> None:
         """``baseline``, then ``--rounds`` times ``key`` and ``baseline`` again."""
         done = Comparison(key, baseline, title, target)
 
-        def baseline_window() -> None:
+        def baseline_window(round_: int) -> None:
             windows[baseline] += 1
-            done.baselines.append(measure(f"{baseline} ({windows[baseline]})", baseline_pick))
+            label = f"{baseline} ({windows[baseline]})"
+            done.baselines.append(measure(label, baseline_pick, window=round_))
 
-        baseline_window()
+        baseline_window(0)
         for i in range(1, args.rounds + 1):
-            done.points.append(measure(f"{key} ({i})", pick))
-            baseline_window()
+            done.points.append(measure(f"{key} ({i})", pick, window=i))
+            baseline_window(i)
         comparisons[key] = done
 
     try:
