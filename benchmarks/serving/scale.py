@@ -89,8 +89,6 @@ class Point:
 class Comparison:
     """A scenario's windows and its baseline's, alternated: baseline, scenario, baseline..."""
 
-    key: str
-    baseline: str
     #: What its printed ratio is called.
     title: str
     #: The issue's target for the ratio, as printed.
@@ -514,14 +512,14 @@ def main() -> None:
 
     naive_point = None
     server = start("loraland serve", serve_cmd, port, work / "serve.log")
-    comparisons: dict[str, Comparison] = {}
+    comparisons: list[Comparison] = []
     windows: Counter[str] = Counter()  # baseline windows so far, by baseline
 
     def compare(
         key: str, pick: object, baseline: str, baseline_pick: object, title: str, target: str
     ) -> None:
         """``baseline``, then ``--rounds`` times ``key`` and ``baseline`` again."""
-        done = Comparison(key, baseline, title, target)
+        done = Comparison(title, target)
 
         def baseline_window(round_: int) -> None:
             windows[baseline] += 1
@@ -532,7 +530,7 @@ def main() -> None:
         for i in range(1, args.rounds + 1):
             done.points.append(measure(f"{key} ({i})", pick, window=i))
             baseline_window(i)
-        comparisons[key] = done
+        comparisons.append(done)
 
     try:
         warm_up("one adapter", lambda rng: "u0", args.server_warmup)
@@ -605,7 +603,7 @@ def main() -> None:
     def ratio(name: str, value: float, target: str) -> None:
         print(f"  {name:<58} {value:6.2f}x  (target {target})")
 
-    for done in comparisons.values():
+    for done in comparisons:
         ratio(done.title, done.ratio(), done.target)
         print(f"  {'':<58} rounds: {', '.join(f'{r:.2f}' for r in done.round_ratios())}")
     ratio(

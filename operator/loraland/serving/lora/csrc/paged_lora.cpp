@@ -103,38 +103,6 @@ inline void add_page(float* y, const float* x, const float* a, const float* b, i
     y[c] += sum;
   }
 }
-#else
-// Portable form of the same (the compiler vectorises the PAGE-wide inner loops): four
-// accumulators over `in`, so the adds pipeline.
-inline void add_page(float* y, const float* x, const float* a, const float* b, int64_t d_in,
-                     int64_t d_out, Lookahead* ahead = nullptr) {
-  float h0[kPage] = {0}, h1[kPage] = {0}, h2[kPage] = {0}, h3[kPage] = {0};
-  const int64_t lines = ahead == nullptr ? 0 : ahead->per_step(d_in / 4);
-  int64_t k = 0;
-  for (; k + 4 <= d_in; k += 4) {
-    if (lines) ahead->issue(lines);
-    const float* rows = a + k * kPage;  // A's page is [in, PAGE]: PAGE floats per input
-    for (int j = 0; j < kPage; ++j) {
-      h0[j] += x[k] * rows[j];
-      h1[j] += x[k + 1] * rows[kPage + j];
-      h2[j] += x[k + 2] * rows[2 * kPage + j];
-      h3[j] += x[k + 3] * rows[3 * kPage + j];
-    }
-  }
-  for (; k < d_in; ++k)
-    for (int j = 0; j < kPage; ++j) h0[j] += x[k] * a[k * kPage + j];
-  if (ahead != nullptr) ahead->issue(ahead->per_step(1));
-  float hidden[kPage];
-  for (int j = 0; j < kPage; ++j) hidden[j] = (h0[j] + h1[j]) + (h2[j] + h3[j]);
-  for (int64_t c = 0; c < d_out; ++c) {
-    float sum = 0.f;
-    for (int j = 0; j < kPage; ++j) sum += hidden[j] * b[j * d_out + c];
-    y[c] += sum;
-  }
-}
-#endif
-
-#if defined(__AVX2__) && defined(__FMA__)
 // `T` token rows of one batch row (consecutive rows of x and y) through one page, in
 // prefill: each load of the page's A and B serves all T. Four rows at a time ran
 // 1.3-1.5x faster than one (16 prompts x 17 tokens, or 4 x 60, on ranks 4-64 or 8);
@@ -194,6 +162,35 @@ inline void add_page_block(float* y, const float* x, const float* a, const float
   }
 }
 #else
+// Portable form of the same (the compiler vectorises the PAGE-wide inner loops): four
+// accumulators over `in`, so the adds pipeline.
+inline void add_page(float* y, const float* x, const float* a, const float* b, int64_t d_in,
+                     int64_t d_out, Lookahead* ahead = nullptr) {
+  float h0[kPage] = {0}, h1[kPage] = {0}, h2[kPage] = {0}, h3[kPage] = {0};
+  const int64_t lines = ahead == nullptr ? 0 : ahead->per_step(d_in / 4);
+  int64_t k = 0;
+  for (; k + 4 <= d_in; k += 4) {
+    if (lines) ahead->issue(lines);
+    const float* rows = a + k * kPage;  // A's page is [in, PAGE]: PAGE floats per input
+    for (int j = 0; j < kPage; ++j) {
+      h0[j] += x[k] * rows[j];
+      h1[j] += x[k + 1] * rows[kPage + j];
+      h2[j] += x[k + 2] * rows[2 * kPage + j];
+      h3[j] += x[k + 3] * rows[3 * kPage + j];
+    }
+  }
+  for (; k < d_in; ++k)
+    for (int j = 0; j < kPage; ++j) h0[j] += x[k] * a[k * kPage + j];
+  if (ahead != nullptr) ahead->issue(ahead->per_step(1));
+  float hidden[kPage];
+  for (int j = 0; j < kPage; ++j) hidden[j] = (h0[j] + h1[j]) + (h2[j] + h3[j]);
+  for (int64_t c = 0; c < d_out; ++c) {
+    float sum = 0.f;
+    for (int j = 0; j < kPage; ++j) sum += hidden[j] * b[j * d_out + c];
+    y[c] += sum;
+  }
+}
+
 constexpr int64_t kTokenBlock = 1;
 
 inline void add_page_block(float* y, const float* x, const float* a, const float* b,
