@@ -6,12 +6,16 @@ the embedded model through ``loraland.trainer`` whose adapter plain ``peft`` mus
 and whose weights must have moved from their initial values.
 
     pytest tests/gpu -m gpu
+
+``LORALAND_GPU_TEST_BASE_MODEL`` names another base model (any URI the trainer takes,
+such as a local directory) for a GPU machine without the embedded model's package.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,7 @@ from loraland.api.progress import TrainingProgress
 from loraland.data.loading import load_training_data
 from loraland.modeling import pick_dtype
 from loraland.settings import Settings
+from loraland.storage.builtin import DEFAULT_BASE_MODEL
 from loraland.trainer.run import train
 from peft import PeftConfig
 
@@ -36,7 +41,9 @@ needs_bitsandbytes = pytest.mark.skipif(
 def _spec(tmp_path: Path, **lora: Any) -> FineTuneJobSpec:
     return FineTuneJobSpec.model_validate(
         {
-            "baseModel": {"uri": "builtin://smollm2-135m-instruct"},
+            "baseModel": {
+                "uri": os.environ.get("LORALAND_GPU_TEST_BASE_MODEL", DEFAULT_BASE_MODEL)
+            },
             "dataset": {"task": "intents", "maxSamples": 64},
             "lora": {"rank": 8, "alpha": 16, **lora},
             "training": {

@@ -268,27 +268,47 @@ def test_cost_model_stacks_few_adapters_and_segments_many() -> None:
     # The native kernel segments from fewer distinct adapters.
     native = layers.NATIVE_SEGMENT_COST
     assert choose_stacked(rows=32, distinct_rank_sum=8, rank_sum=32 * 8, segment_cost=native)
+    # On a GPU, stacking holds through 32 distinct adapters (mixed ranks too) in 32 rows.
+    gpu = layers.GATHERED_SEGMENT_COST
+    assert choose_stacked(rows=32, distinct_rank_sum=32 * 8, rank_sum=32 * 8, segment_cost=gpu)
+    mixed = 8 * (4 + 8 + 16 + 64)
+    assert choose_stacked(rows=32, distinct_rank_sum=mixed, rank_sum=mixed, segment_cost=gpu)
+    assert not choose_stacked(rows=64, distinct_rank_sum=64 * 8, rank_sum=64 * 8, segment_cost=gpu)
     assert not choose_stacked(
         rows=32, distinct_rank_sum=4 * 8, rank_sum=32 * 8, segment_cost=native
     )
 
 
 @pytest.mark.parametrize("decode", [True, False])
-@pytest.mark.parametrize("native", [False, True], ids=["bags", "native"])
+@pytest.mark.parametrize("form", ["bags", "native", "gathered"])
 def test_bank_mixed_ranks_every_form(
-    decode: bool, native: bool, request: pytest.FixtureRequest
+    decode: bool, form: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = Tiny()
     calls: list[int] = []
     op = None
-    if native:
+    if form == "native":
         kernel: PagedLoraOp = request.getfixturevalue("native_lora_op")
 
         def op(*args: Any) -> torch.Tensor:
             calls.append(1)
             return kernel(*args)
 
+    gathered: list[int] = []
+    gather = layers.add_gathered_lora
+
+    def counted_gather(*args: Any) -> torch.Tensor:
+        gathered.append(1)
+        return gather(*args)
+
+    monkeypatch.setattr(layers, "add_gathered_lora", counted_gather)
+    # The torch forms segment every decode step here, so the bags and the gathered pages
+    # both run (at the engine's cost, six rows over these ranks would stack).
+    monkeypatch.setattr(layers, "SEGMENT_COST", 0.5)
+    monkeypatch.setattr(layers, "GATHERED_SEGMENT_COST", 0.5)
     bank = LoraSlotBank(model, slots=6, native=op)
+    # What a model on a GPU sets: decode's segmented form gathers pages.
+    bank.context.gathered_decode = form == "gathered"
     adapters = {
         slot: adapter(f"r{rank}", rank, {"q_proj": (8, 6), "v_proj": (8, 4)}, seed=10 + slot)
         for slot, rank in enumerate([4, 8, 16, 2, 1], start=1)
@@ -303,9 +323,20 @@ def test_bank_mixed_ranks_every_form(
         for row, slot in enumerate(slots):
             want = expected(model, x[row : row + 1], adapters.get(slot))
             torch.testing.assert_close(got[row : row + 1], want)
-    # Decode segments the five distinct adapters (q_proj and v_proj: two calls a step) and
-    # stacks the rest; every prefill runs the kernel.
-    assert len(calls) == (0 if not native else 2 if decode else 6)
+    # The kernel segments the five distinct adapters (q_proj and v_proj: two calls a step)
+    # and stacks the rest; every prefill runs the kernel where there is one. Gathering
+    # goes per group of rows with as many pages (ranks 4, 8, 2, 1 take one page, 16 two):
+    # two groups in the first batch, one in each of the others, for both modules.
+    assert len(calls) == (0 if form != "native" else 2 if decode else 6)
+    gathers = 2 * (2 + 1 + 1)
+    assert (
+        len(gathered)
+        == {
+            "bags": 0 if decode else gathers,
+            "native": 0,
+            "gathered": gathers,
+        }[form]
+    )
 
 
 def test_bank_keeps_the_native_kernel_for_float32_on_cpu_only() -> None:
@@ -313,6 +344,10 @@ def test_bank_keeps_the_native_kernel_for_float32_on_cpu_only() -> None:
         raise AssertionError("not for this model")
 
     assert LoraSlotBank(Tiny(), slots=1, native=kernel).native is kernel
+    assert not LoraSlotBank(Tiny(), slots=1).context.gathered_decode
+    # Off the CPU (a GPU; "meta" stands in for one here) decode gathers pages, no bags.
+    off_cpu = LoraSlotBank(Tiny().to("meta"), slots=1, native=kernel)
+    assert off_cpu.native is None and off_cpu.context.gathered_decode
     bank = LoraSlotBank(Tiny().to(torch.float64), slots=1, native=kernel)
     assert bank.native is None and bank.context.native is None
     bank.write(1, adapter("a", 8, {"q_proj": (8, 6)}, seed=1))

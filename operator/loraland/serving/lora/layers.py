@@ -24,9 +24,13 @@ rows; :meth:`LoraSlotBank.free` may come from any thread.
 Per decode step :meth:`LoraSlotBank.set_rows` picks the cheaper form from a cost model
 (see :data:`SEGMENT_COST`): the stacked GEMMs while few adapters share the batch, the
 segmented form once many do: the native kernel on CPU where it could be built
-(:mod:`loraland.serving.lora.native`), else the embedding bags. Prefill runs the native
-kernel too, up to :data:`NATIVE_PREFILL_TOKENS` tokens a row; otherwise it gathers each
-row's pages (``bmm`` per group of rows with as many pages).
+(:mod:`loraland.serving.lora.native`), else the embedding bags on CPU; on a GPU each
+row's pages gathered (``bmm`` per group of rows with as many pages), since a bag's sum
+over the input runs serially there, one thread per output (on an H200, bf16, a 7B
+shape's attention: 32 users over 40 adapters decoded at 171 tok/s through the bags,
+853 over 8 through the stacked GEMMs), though stacking wins there up to far larger
+mixes (:data:`GATHERED_SEGMENT_COST`). Prefill runs the native kernel too, up to
+:data:`NATIVE_PREFILL_TOKENS` tokens a row; otherwise it gathers each row's pages.
 """
 
 from __future__ import annotations
@@ -66,6 +70,17 @@ SEGMENT_COST = 8.0
 #: stacked GEMMs' 23.2). It beats stacking from 2 distinct rank-8 adapters, later with
 #: high ranks (4 adapters on ranks 4-64: 73 us against 60 stacked); 3 sits between.
 NATIVE_SEGMENT_COST = 3.0
+
+#: :data:`SEGMENT_COST` off the CPU, where decode's segmented form gathers each row's
+#: pages. On a GPU both forms are a few kernel launches at serving batch sizes, so the
+#: launches decide, not the arithmetic: ``benchmarks/serving/lora_ops.py --device cuda
+#: --dtype bfloat16 --dim 4096 --out 4096`` on an H200 (32 rows, each call waited for)
+#: gave the stacked GEMMs 52-74 us on gathered weights and 102-169 us gathering them too,
+#: against 108-146 us for the gathered pages on rank 8 and 393-470 us on ranks 4-64 (a
+#: gather and two ``bmm`` per page count). Stacking wins or ties up to 32 distinct
+#: adapters in 32 rows, where this constant puts the tie (rows x K = 32 R); past it the
+#: gathered pages' launches stay as they are while the stacked GEMMs grow with rows x K.
+GATHERED_SEGMENT_COST = 32.0
 
 #: Longest prompt (or prefill chunk) the native kernel prefills; longer ones take the
 #: gathered pages and ``bmm``. The kernel passes four token rows at a time over each page
@@ -170,6 +185,8 @@ class LoraContext:
     native: PagedLoraOp | None = None
     #: Tokens per row of the next forward: 1 means decode.
     decode: bool = True
+    #: Decode's segmented form gathers each row's pages (off the CPU) instead of the bags.
+    gathered_decode: bool = False
     #: Last composition, so a decode step over the same rows rebuilds nothing.
     key: tuple[tuple[int, ...], bool] | None = None
 
@@ -252,13 +269,14 @@ class BatchedLoraLinear(nn.Module):
                 f"expected [batch, tokens, features] input, got shape {tuple(x.shape)}"
             )
         n, tokens, _ = x.shape
-        if tokens == 1 and self.context.decode:
+        context = self.context
+        if tokens == 1 and context.decode and (step.stacked or not context.gathered_decode):
             flat, out = x.view(n, self.in_features), y.view(n, self.out_features)
             if step.stacked:
                 a, b = self._stacked_weights(step)
                 add_stacked_lora(out, flat, a, b, step.member)
-            elif self.context.native is not None:
-                self.context.native(out, flat, self.a_pages, self.b_rows, step.pages, step.owner)
+            elif context.native is not None:
+                context.native(out, flat, self.a_pages, self.b_rows, step.pages, step.owner)
             else:
                 a_index, a_offsets = step.a_bag(self.in_features)
                 add_segmented_lora(
@@ -273,12 +291,8 @@ class BatchedLoraLinear(nn.Module):
                     step.b_offsets,
                 )
             return y
-        if (
-            self.context.native is not None
-            and tokens <= NATIVE_PREFILL_TOKENS
-            and x.is_contiguous()
-        ):
-            self.context.native(
+        if context.native is not None and tokens <= NATIVE_PREFILL_TOKENS and x.is_contiguous():
+            context.native(
                 y.view(n * tokens, self.out_features),
                 x.view(n * tokens, self.in_features),
                 self.a_pages,
@@ -330,9 +344,11 @@ class LoraSlotBank:
 
     def __post_init__(self) -> None:
         self.ranks = [0] * (self.slots + 1)
-        if self._device_dtype() != (torch.device("cpu"), torch.float32):
+        device, dtype = self._device_dtype()
+        if (device.type, dtype) != ("cpu", torch.float32):
             self.native = None
         self.context.native = self.native
+        self.context.gathered_decode = device.type != "cpu"
         self._pages_of: dict[int, list[int]] = {}
         self._capacity = 1  # page 0: the zero page every padding points at
         self._free_pages: list[int] = []
@@ -467,10 +483,7 @@ class LoraSlotBank:
                 distinct.setdefault(s, own)
         active = [p for own in distinct.values() for p in own]
         stacked = decode and choose_stacked(
-            len(slots),
-            PAGE * len(active),
-            PAGE * int(pages.shape[0]),
-            SEGMENT_COST if self.native is None else NATIVE_SEGMENT_COST,
+            len(slots), PAGE * len(active), PAGE * int(pages.shape[0]), self._segment_cost()
         )
         member: torch.Tensor | None = None
         if stacked and (len(distinct) > 1 or not all(pages_of)):
@@ -499,6 +512,12 @@ class LoraSlotBank:
             pages_of=pages_of,
             stacked=stacked,
         )
+
+    def _segment_cost(self) -> float:
+        """The cost model's constant for the segmented form this bank runs."""
+        if self.native is not None:
+            return NATIVE_SEGMENT_COST
+        return GATHERED_SEGMENT_COST if self.context.gathered_decode else SEGMENT_COST
 
     def _device_dtype(self) -> tuple[torch.device, torch.dtype]:
         param = next(self.model.parameters())
