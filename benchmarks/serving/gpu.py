@@ -196,7 +196,7 @@ class Harness:
     async def request(
         self, adapter: str | None, prompt: list[int], new_tokens: int
     ) -> tuple[float, list[float]]:
-        """Time to first token and the gaps between tokens of one request."""
+        """When one request was sent and when each of its tokens came (monotonic s)."""
         from loraland.serving.engine.request import EngineEvent, GenerationRequest
         from loraland.serving.params import SamplingParams
 
@@ -231,7 +231,7 @@ class Harness:
                 times.append(time.monotonic())
             if event.finished is not None:
                 break
-        return times[0] - sent, [b - a for a, b in itertools.pairwise(times)]
+        return sent, times
 
 
 async def closed_loop(
@@ -243,22 +243,31 @@ async def closed_loop(
     duration: float,
     warmup: float,
     long_prompt: list[int] | None = None,
+    window: str = "",
 ) -> Point:
-    point = Point("")
+    point = Point(window)
     start_at = time.monotonic() + warmup
     end_at = start_at + duration
     tokens = 0
 
     async def user(seed: int) -> None:
         nonlocal tokens
-        rng = random.Random(seed)
+        rng = random.Random(f"{window}/{seed}")
+        # Starts spread over the warmup: users that start together stay in step (their
+        # requests are the same length), and a window of whole requests then counts
+        # waves (the first runs' tokens/s came in steps of 32 requests).
+        await asyncio.sleep(warmup * seed / users)
         while time.monotonic() < end_at:
-            ttft, gaps = await harness.request(pick(rng), rng.choice(prompts), new_tokens)
-            done = time.monotonic()
-            if start_at <= done <= end_at:
-                tokens += 1 + len(gaps)
-                point.ttft.append(ttft)
-                point.gaps.extend(gaps)
+            sent, times = await harness.request(pick(rng), rng.choice(prompts), new_tokens)
+            previous = None
+            for now in times:
+                if start_at <= now <= end_at:
+                    tokens += 1
+                    if previous is None:
+                        point.ttft.append(now - sent)
+                    else:
+                        point.gaps.append(now - previous)
+                previous = now
 
     async def long_user() -> None:
         assert long_prompt is not None
@@ -357,6 +366,7 @@ def main() -> int:
                 args.duration,
                 args.warmup,
                 long,
+                label,
             )
         )
         points[label] = point
@@ -383,8 +393,9 @@ def main() -> int:
         async def cold_warm() -> tuple[list[float], list[float]]:
             cold, warm = [], []
             for i in range(8):
-                cold.append((await harness.request(f"cold{i}", prompts[0], 1))[0])
-                warm.append((await harness.request(f"cold{i}", prompts[0], 1))[0])
+                for into in (cold, warm):
+                    sent, times = await harness.request(f"cold{i}", prompts[0], 1)
+                    into.append(times[0] - sent)
             return cold, warm
 
         cold, warm = asyncio.run(cold_warm())
