@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from workload import TokenWindow  # beside this script
 
 SHAPE_7B = {
     "hidden_size": 4096,
@@ -248,10 +249,9 @@ async def closed_loop(
     point = Point(window)
     start_at = time.monotonic() + warmup
     end_at = start_at + duration
-    tokens = 0
+    counted = TokenWindow(start_at, end_at, point.ttft, point.gaps)
 
     async def user(seed: int) -> None:
-        nonlocal tokens
         rng = random.Random(f"{window}/{seed}")
         # Starts spread over the warmup: users that start together stay in step (their
         # requests are the same length), and a window of whole requests then counts
@@ -261,12 +261,7 @@ async def closed_loop(
             sent, times = await harness.request(pick(rng), rng.choice(prompts), new_tokens)
             previous = None
             for now in times:
-                if start_at <= now <= end_at:
-                    tokens += 1
-                    if previous is None:
-                        point.ttft.append(now - sent)
-                    else:
-                        point.gaps.append(now - previous)
+                counted.add(sent, now, previous)
                 previous = now
 
     async def long_user() -> None:
@@ -281,7 +276,7 @@ async def closed_loop(
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    point.tokens_per_s = tokens / duration
+    point.tokens_per_s = counted.tokens / duration
     return point
 
 

@@ -64,7 +64,13 @@ from pathlib import Path
 
 import httpx
 from loraland.serving.process import free_port, stop, wait_until_healthy
-from workload import BASE_URI, PROMPTS, tgi_body, token_times  # beside this script
+from workload import (  # beside this script
+    BASE_URI,
+    PROMPTS,
+    TokenWindow,
+    tgi_body,
+    token_times,
+)
 
 HERE = Path(__file__).resolve().parent
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -219,21 +225,15 @@ async def closed_loop(
     start_at = time.monotonic() + warmup
     end_at = start_at + duration
     point = Point("")
-    tokens_in_window = 0
+    counted = TokenWindow(start_at, end_at, point.ttft, point.gaps)
 
     async def one_request(client: httpx.AsyncClient, rng: random.Random) -> None:
-        nonlocal tokens_in_window
         adapter = pick(rng)  # type: ignore[operator]
         body = tgi_body(rng.choice(PROMPTS), new_tokens, adapter)
         sent = time.monotonic()
         previous = None
         async for now in token_times(client, url, body):
-            if start_at <= now <= end_at:
-                tokens_in_window += 1
-                if previous is None:
-                    point.ttft.append(now - sent)
-                else:
-                    point.gaps.append(now - previous)
+            counted.add(sent, now, previous)
             previous = now
         if start_at <= time.monotonic() <= end_at:
             point.requests += 1
@@ -272,7 +272,7 @@ async def closed_loop(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await watcher
-    point.tokens_per_s = tokens_in_window / duration
+    point.tokens_per_s = counted.tokens / duration
     return point
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -44,3 +45,25 @@ async def token_times(
                 yield time.monotonic()
             if frame.get("details"):
                 return
+
+
+@dataclass
+class TokenWindow:
+    """Tokens that came inside a window (monotonic ``start_at`` to ``end_at``), fed one
+    at a time as they stream, so a request cut off at the window's end still counts what
+    came: each first token's latency from its request's sending goes to ``ttft``, each
+    later token's gap to the one before to ``gaps``."""
+
+    start_at: float
+    end_at: float
+    ttft: list[float]
+    gaps: list[float]
+    tokens: int = 0
+
+    def add(self, sent: float, now: float, previous: float | None) -> None:
+        if self.start_at <= now <= self.end_at:
+            self.tokens += 1
+            if previous is None:
+                self.ttft.append(now - sent)
+            else:
+                self.gaps.append(now - previous)
