@@ -259,10 +259,7 @@ async def closed_loop(
         await asyncio.sleep(warmup * seed / users)
         while time.monotonic() < end_at:
             sent, times = await harness.request(pick(rng), rng.choice(prompts), new_tokens)
-            previous = None
-            for now in times:
-                counted.add(sent, now, previous)
-                previous = now
+            counted.add_request(sent, times)
 
     async def long_user() -> None:
         assert long_prompt is not None

@@ -39,7 +39,7 @@ from loraland.serving.lora.ops import (
     add_gathered_lora,
     add_segmented_lora,
     add_stacked_lora,
-    page_count_groups,
+    gathered_groups,
     page_rows,
     pages_for,
     stacked_weights,
@@ -160,13 +160,7 @@ def main() -> None:
                 column += PAGE * len(own)
             member = member.to(device, dtype)
         a, b = stacked_weights(a_pages, b_rows, active)
-        groups = [
-            (
-                None if len(rows) == n else tensor(rows),
-                tensor([p for own in of_pages for p in own]).view(len(rows), -1),
-            )
-            for rows, of_pages in page_count_groups(of_row)
-        ]
+        groups = gathered_groups(of_row, device)
 
         bags = (a_pages, b_rows, owner, a_index, a_offsets, page_rows(pages), offsets)
         expected = add_stacked_lora(torch.zeros_like(y), x, a, b, member)

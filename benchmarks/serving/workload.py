@@ -67,3 +67,8 @@ class TokenWindow:
                 self.ttft.append(now - sent)
             else:
                 self.gaps.append(now - previous)
+
+    def add_request(self, sent: float, times: list[float]) -> None:
+        """Every token of a request that has finished, in the order they came."""
+        for previous, now in zip([None, *times], times, strict=False):
+            self.add(sent, now, previous)

@@ -14,19 +14,11 @@ sys.modules[spec.name] = workload  # dataclasses look their module up there
 spec.loader.exec_module(workload)
 
 
-def stream(window: object, sent: float, times: list[float]) -> None:
-    previous = None
-    for now in times:
-        window.add(sent, now, previous)  # type: ignore[attr-defined]
-        previous = now
-
-
 def test_only_tokens_inside_the_window_count() -> None:
     window = workload.TokenWindow(10.0, 12.0, [], [])
-    # Sent at 9.0, its tokens straddle the window; a request cut off at the end (the
-    # benchmark cancels it) keeps what came before.
-    stream(window, 9.0, [9.5, 10.5, 11.0, 12.5])
-    stream(window, 11.5, [11.75])
+    # Sent at 9.0, its tokens straddle the window: only those inside it count.
+    window.add_request(9.0, [9.5, 10.5, 11.0, 12.5])
+    window.add_request(11.5, [11.75])
     assert window.tokens == 3
     assert window.ttft == [0.25]  # the first request's first token came before the window
     assert window.gaps == [1.0, 0.5]

@@ -49,7 +49,7 @@ from loraland.serving.lora.ops import (
     add_gathered_lora,
     add_segmented_lora,
     add_stacked_lora,
-    page_count_groups,
+    gathered_groups,
     page_rows,
     pages_for,
     stacked_weights,
@@ -159,14 +159,7 @@ class _Step:
     def prefill_groups(self) -> list[tuple[torch.Tensor | None, torch.Tensor]]:
         """Per page count, its rows (None: every row) and their pages ``[rows, P]``."""
         if self._prefill_groups is None:
-            device, every = self.pages.device, len(self.pages_of)
-            self._prefill_groups = [
-                (
-                    None if len(rows) == every else torch.tensor(rows, device=device),
-                    torch.tensor(pages, dtype=torch.long, device=device),
-                )
-                for rows, pages in page_count_groups(self.pages_of)
-            ]
+            self._prefill_groups = gathered_groups(self.pages_of, self.pages.device)
         return self._prefill_groups
 
     def a_bag(self, d_in: int) -> tuple[torch.Tensor, torch.Tensor]:

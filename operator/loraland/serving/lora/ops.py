@@ -144,6 +144,21 @@ def page_count_groups(pages_of: list[list[int]]) -> list[tuple[list[int], list[l
     return list(groups.values())
 
 
+def gathered_groups(
+    pages_of: list[list[int]], device: torch.device
+) -> list[tuple[torch.Tensor | None, torch.Tensor]]:
+    """:func:`page_count_groups` as :func:`add_gathered_lora` takes them: per page count,
+    its batch rows (None: every row) and their pages ``[rows, P]``, on ``device``."""
+    every = len(pages_of)
+    return [
+        (
+            None if len(rows) == every else torch.tensor(rows, device=device),
+            torch.tensor(pages, dtype=torch.long, device=device),
+        )
+        for rows, pages in page_count_groups(pages_of)
+    ]
+
+
 def add_gathered_lora(
     y: torch.Tensor,
     x: torch.Tensor,
