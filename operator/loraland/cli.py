@@ -24,6 +24,7 @@ from loraland.serving.errors import ServerConfigError
 from loraland.settings import Settings
 from loraland.storage import StorageError
 from loraland.trainer.errors import TrainerError
+from loraland.trainer.stopping import Terminated
 
 err_console = Console(stderr=True)
 
@@ -127,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
 
         if isinstance(exc, click.ClickException):
             exc.show()
+            return exc.exit_code
+        if isinstance(exc, Terminated):
+            err_console.print(str(exc), highlight=False, soft_wrap=True)
             return exc.exit_code
         if debug:
             err_console.print_exception()

@@ -105,6 +105,7 @@ def _run(
     from loraland.pipeline.finetune import RunOptions, run_finetune
     from loraland.pipeline.jobfile import build_spec, parse_assignment, read_document
     from loraland.trainer.progress import ProgressReporter
+    from loraland.trainer.stopping import stop_on_sigterm
 
     document = read_document(file) if file else {"baseModel": {"uri": DEFAULT_BASE_MODEL}}
     # --set comes first so that the named flags win over it.
@@ -112,8 +113,8 @@ def _run(
     options = RunOptions(
         job_name=name, work_dir=work_dir, progress_file=progress_file, result_file=result_file
     )
-    with ProgressReporter(progress_file) as reporter:
-        run_finetune(spec, settings, options, reporter)
+    with stop_on_sigterm() as stop, ProgressReporter(progress_file) as reporter:
+        run_finetune(spec, settings, options, reporter, stop=stop)
 
 
 def write_failure(path: Path, exc: BaseException) -> None:

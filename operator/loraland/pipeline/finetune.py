@@ -18,6 +18,7 @@ from loraland.data.records import BadRow
 from loraland.settings import Settings
 from loraland.storage.publish import publish_directory
 from loraland.trainer.progress import ProgressReporter
+from loraland.trainer.stopping import StopSignal
 from loraland.trainer.workdir import default_work_dir
 
 Log = Callable[[str], None]
@@ -87,6 +88,7 @@ def run_finetune(
     options: RunOptions,
     reporter: ProgressReporter,
     log: Log = _stderr,
+    stop: StopSignal | None = None,
 ) -> TrainingResult:
     # Imported here: torch and transformers load only when a job really runs.
     from loraland.evaluation.scoring import Variant, metric_config, score_variants
@@ -103,7 +105,7 @@ def run_finetune(
     work_dir = options.work_dir or default_work_dir(settings, spec)
     log(f"work dir: {work_dir}")
     reporter.phase("loading")
-    trained = train(spec, bundle, settings, work_dir, reporter.emit, log)
+    trained = train(spec, bundle, settings, work_dir, reporter.emit, log, stop)
     name = adapter_name(spec, options.job_name)
 
     scores: Scores | None = None

@@ -5,6 +5,8 @@ padded, run forward, and the summed token losses are divided by the number of lo
 tokens of the *whole* step, so gradient accumulation gives the same gradient as one big
 batch. Then clipping, the optimizer and the scheduler step; a progress line every
 ``log_every`` steps and a checkpoint every ``checkpoint_every`` steps and at the end.
+Asked to stop (``should_stop``, see :mod:`.stopping`), it checkpoints the step it just
+finished and raises :class:`.stopping.Terminated`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch.nn.functional as F
 from loraland.api.progress import TrainingProgress
 from loraland.trainer.encoding import IGNORE_INDEX, Encoded
 from loraland.trainer.schedule import DataOrder
+from loraland.trainer.stopping import Terminated
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ def train_loop(
     start_step: int,
     emit: Callable[[TrainingProgress], None],
     checkpoint: Callable[[int, float | None], None],
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> LoopStats:
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -149,9 +153,19 @@ def train_loop(
                 )
             )
             window_tokens, window_started = 0, time.perf_counter()
+        stopping = should_stop()
         if config.checkpoint_every and (
-            done % config.checkpoint_every == 0 or done == config.total_steps
+            stopping or done % config.checkpoint_every == 0 or done == config.total_steps
         ):
             checkpoint(done, stats.last_loss)
             window_started = time.perf_counter()  # checkpoint time is not training throughput
+        if stopping:
+            resume = (
+                f"checkpoint saved, running the job again resumes at step {done}"
+                if config.checkpoint_every
+                else "checkpoints are off, running the job again starts over"
+            )
+            raise Terminated(
+                f"stopped by SIGTERM after step {done} of {config.total_steps}; {resume}"
+            )
     return stats

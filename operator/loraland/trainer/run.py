@@ -29,6 +29,7 @@ from loraland.trainer.encoding import encode_examples
 from loraland.trainer.errors import TrainerError
 from loraland.trainer.loop import LoopConfig, LoopStats, train_loop
 from loraland.trainer.schedule import DataOrder, total_steps, warmup_steps
+from loraland.trainer.stopping import StopSignal
 from loraland.trainer.targets import (
     check_quantization,
     check_target_modules,
@@ -123,6 +124,7 @@ def train(
     work_dir: Path,
     emit: Callable[[TrainingProgress], None],
     log: Log = _stderr,
+    stop: StopSignal | None = None,
 ) -> TrainedModel:
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import get_scheduler
@@ -215,17 +217,19 @@ def train(
     order = DataOrder(
         len(encoded), training.batch_size, training.gradient_accumulation_steps, training.seed
     )
-    stats = train_loop(
-        model,
-        optimizer,
-        scheduler,
-        encoded,
-        order,
-        loop_config,
-        start_step=start,
-        emit=emit,
-        checkpoint=save_checkpoint,
-    )
+    with (stop or StopSignal()).deferred() as should_stop:
+        stats = train_loop(
+            model,
+            optimizer,
+            scheduler,
+            encoded,
+            order,
+            loop_config,
+            start_step=start,
+            emit=emit,
+            checkpoint=save_checkpoint,
+            should_stop=should_stop,
+        )
     model.eval()
     adapter_dir = work_dir / "adapter"
     shutil.rmtree(adapter_dir, ignore_errors=True)

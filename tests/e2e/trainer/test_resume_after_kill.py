@@ -1,4 +1,5 @@
-"""Kill a training run after its first checkpoint, re-run it, and get the same adapter.
+"""Kill or stop a training run after its first checkpoint, re-run it, and get the same
+adapter as a run that was never interrupted.
 
 The data is a JSONL file with two broken lines, so this also runs the file path of the
 pipeline end to end and checks that bad rows are counted, not dropped silently.
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from loraland.api.progress import TrainingProgress, TrainingResult
+from loraland.api.progress import TrainingFailure, TrainingProgress, TrainingResult
 from loraland.data.registry import get_task
 from loraland.data.synthetic import synthetic_rows
 from safetensors.torch import load_file
@@ -82,27 +83,61 @@ def _result(stdout: str) -> tuple[list[TrainingProgress], TrainingResult]:
     ], TrainingResult.model_validate_json(lines[-1])
 
 
-def test_killed_run_resumes_to_the_same_adapter(job: Path) -> None:
+Reference = tuple[TrainingResult, dict[str, torch.Tensor]]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(job: Path) -> Reference:
+    """The same job run straight through: what every interrupted run must end at."""
     root = job.parent
-    work, output = root / "work-killed", root / "out-killed"
-    first = subprocess.Popen(
-        _command(job, work, output), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env()
+    straight = subprocess.run(
+        _command(job, root / "work-straight", root / "out-straight"),
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env=_env(),
     )
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    _, reference = _result(straight.stdout)
+    assert reference.resumed_from_step is None and reference.steps == STEPS
+    return reference, load_file(str(root / "out-straight" / "adapter_model.safetensors"))
+
+
+def _assert_same_weights(output: Path, reference: Reference) -> None:
+    resumed = load_file(str(output / "adapter_model.safetensors"))
+    assert resumed.keys() == reference[1].keys()
+    for name, tensor in reference[1].items():
+        torch.testing.assert_close(resumed[name], tensor, rtol=1e-5, atol=1e-6)
+
+
+def _start_until_a_checkpoint(command: list[str], work: Path) -> subprocess.Popen[bytes]:
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
     deadline = time.monotonic() + 400
     checkpoint = work / "checkpoints" / "step-00000002" / "state.json"
     while not checkpoint.exists():
-        assert first.poll() is None, first.stderr.read().decode() if first.stderr else ""
+        assert run.poll() is None, run.stderr.read().decode() if run.stderr else ""
         assert time.monotonic() < deadline, "no checkpoint appeared"
         time.sleep(0.05)
-    first.send_signal(signal.SIGKILL)
-    first.wait(timeout=60)
-    assert first.returncode == -signal.SIGKILL
-    assert not output.exists()  # killed before it could publish anything
-    killed_at = max(
+    return run
+
+
+def _last_checkpoint(work: Path) -> int:
+    return max(
         int(p.name.split("-")[1])
         for p in (work / "checkpoints").glob("step-*")
         if (p / "state.json").exists()
     )
+
+
+def test_killed_run_resumes_to_the_same_adapter(job: Path, uninterrupted: Reference) -> None:
+    root = job.parent
+    work, output = root / "work-killed", root / "out-killed"
+    first = _start_until_a_checkpoint(_command(job, work, output), work)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=60)
+    assert first.returncode == -signal.SIGKILL
+    assert not output.exists()  # killed before it could publish anything
+    killed_at = _last_checkpoint(work)
     assert 2 <= killed_at < STEPS
 
     again = subprocess.run(
@@ -119,22 +154,7 @@ def test_killed_run_resumes_to_the_same_adapter(job: Path) -> None:
     assert result.bad_rows == 2 and result.train_samples == 54  # 60 good rows, 10% held out
     assert "resuming from" in again.stderr
     assert "2 bad rows skipped" in again.stderr and "data.jsonl:4: invalid JSON" in again.stderr
-
-    straight = subprocess.run(
-        _command(job, root / "work-straight", root / "out-straight"),
-        capture_output=True,
-        text=True,
-        timeout=400,
-        env=_env(),
-    )
-    assert straight.returncode == 0, straight.stderr[-3000:]
-    _, reference = _result(straight.stdout)
-    assert reference.resumed_from_step is None and reference.steps == STEPS
-    resumed = load_file(str(output / "adapter_model.safetensors"))
-    uninterrupted = load_file(str(root / "out-straight" / "adapter_model.safetensors"))
-    assert resumed.keys() == uninterrupted.keys()
-    for name, tensor in uninterrupted.items():
-        torch.testing.assert_close(resumed[name], tensor, rtol=1e-5, atol=1e-6)
+    _assert_same_weights(output, uninterrupted)
 
     # A re-run of a finished job trains nothing and publishes the same weights again.
     rerun = subprocess.run(
@@ -145,4 +165,33 @@ def test_killed_run_resumes_to_the_same_adapter(job: Path) -> None:
     # Only the line that announces the resume at the last step: no step was trained.
     training = [(p.step, p.resumed_from_step) for p in progress if p.phase == "training"]
     assert training == [(STEPS, STEPS)]
-    assert final.steps == STEPS and final.sha256 == result.sha256
+    assert final.steps == STEPS and final.sha256 == result.sha256 == uninterrupted[0].sha256
+
+
+def test_sigterm_checkpoints_where_it_stopped_and_exits_143(
+    job: Path, uninterrupted: Reference
+) -> None:
+    """What a deleted or preempted training pod gets: the step in progress is finished and
+    checkpointed, the exit code says it was stopped (so the Job retries), nothing is
+    published, and the next run resumes at that step."""
+    root = job.parent
+    work, output, result_file = root / "work-term", root / "out-term", root / "term-result"
+    command = [*_command(job, work, output), "--result-file", str(result_file)]
+    first = _start_until_a_checkpoint(command, work)
+    first.send_signal(signal.SIGTERM)
+    _, err = first.communicate(timeout=120)
+    stderr = err.decode()
+    assert first.returncode == 143, stderr[-3000:]
+    stopped_at = _last_checkpoint(work)
+    assert f"stopped by SIGTERM after step {stopped_at} of {STEPS}" in stderr, stderr[-3000:]
+    failure = TrainingFailure.model_validate_json(result_file.read_text())
+    assert failure.reason == "Terminated" and f"resumes at step {stopped_at}" in failure.message
+    assert not output.exists()
+
+    again = subprocess.run(
+        _command(job, work, output), capture_output=True, text=True, timeout=400, env=_env()
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    _, result = _result(again.stdout)
+    assert result.resumed_from_step == stopped_at and result.steps == STEPS
+    _assert_same_weights(output, uninterrupted)
