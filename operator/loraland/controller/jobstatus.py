@@ -98,6 +98,10 @@ def pod_failure(pod: Manifest) -> str | None:
     return None
 
 
+def _last_failure(ordered: Sequence[Manifest]) -> str | None:
+    return next((r for p in reversed(ordered) if (r := pod_failure(p))), None)
+
+
 def pod_waiting(pod: Manifest) -> str | None:
     """Why a pod is not running yet (unschedulable, image pull...), if it says."""
     status = pod.get("status", {})
@@ -131,7 +135,7 @@ def observe(
             status.get("completionTime") or done.get("lastTransitionTime"),
         )
     if (failed := _job_condition(job, "Failed")) is not None:
-        pod_reason = next((r for p in reversed(ordered) if (r := pod_failure(p))), None)
+        pod_reason = _last_failure(ordered)
         job_reason = failed.get("reason") or "JobFailed"
         parts = [f"{job_reason}: {failed.get('message') or 'the Job failed'}"]
         if pod_reason:
@@ -147,8 +151,13 @@ def observe(
     if running or (status.get("ready") or 0) > 0:
         if trainer_phase in ("evaluating", "publishing"):
             return Observation(Phase.EVALUATING, "Evaluating", "scoring the adapter", start)
-        retries = status.get("failed") or 0
-        message = "training" + (f" (after {retries} failed pod(s))" if retries else "")
+        message = "training"
+        if retries := status.get("failed") or 0:
+            # The failed pod's reason, while it is still there (a deleted pod is not).
+            last = _last_failure(ordered)
+            if last:
+                last = _tail(last, MESSAGE_LIMIT - 64)  # room for the words around it
+            message += f" (after {retries} failed pod(s)" + (f"; last: {last})" if last else ")")
         return Observation(Phase.RUNNING, "PodRunning", message, start)
     waiting = next((w for p in reversed(ordered) if (w := pod_waiting(p))), None)
     return Observation(

@@ -61,6 +61,19 @@ def test_running_and_evaluating() -> None:
     assert observe(job(active=1, ready=1), running, "evaluating").phase is P.EVALUATING
 
 
+def test_a_retry_says_why_the_pod_before_it_failed() -> None:
+    crashed = pod("a", "Failed", containerStatuses=[terminated("trainer", 137, "OOMKilled")])
+    retry = pod("b", "Running", created="2026-01-01T00:01:00Z")
+    obs = observe(job(active=1, ready=1, failed=1), [crashed, retry], "training")
+    assert obs.phase is P.RUNNING
+    assert obs.message == (
+        "training (after 1 failed pod(s); last: trainer exited with code 137 (OOMKilled))"
+    )
+    # A deleted pod leaves the count, not its reason.
+    obs = observe(job(active=1, ready=1, failed=1), [retry], "training")
+    assert obs.message == "training (after 1 failed pod(s))"
+
+
 def test_complete_job_succeeds() -> None:
     obs = observe(job(("Complete", "CompletionsReached", ""), completionTime=NOW), [], None)
     assert obs.phase is P.SUCCEEDED and obs.completion_time == NOW
