@@ -218,18 +218,20 @@ async def closed_loop(
 
     Each user's choices are seeded by the user, ``window`` and ``attempt``: a scenario's
     window and its baseline's in one round send the same prompts in the same order (same
-    work on both sides of a ratio), while the next round, and a window measured again for
-    steal, pick anew (on the same seeds a window would ask for exactly the adapters the
-    one before it just loaded: a uniform window replaying the first copied in 1 adapter
-    where the first had copied in 51)."""
+    work on both sides of a ratio, whatever the adapters drawn), while the next round,
+    and a window measured again for steal, pick anew (on the same seeds a window would
+    ask for exactly the adapters the one before it just loaded: a uniform window
+    replaying the first copied in 1 adapter where the first had copied in 51)."""
     start_at = time.monotonic() + warmup
     end_at = start_at + duration
     point = Point("")
     counted = TokenWindow(start_at, end_at, point.ttft, point.gaps)
 
-    async def one_request(client: httpx.AsyncClient, rng: random.Random) -> None:
+    async def one_request(
+        client: httpx.AsyncClient, rng: random.Random, prompts: random.Random
+    ) -> None:
         adapter = pick(rng)  # type: ignore[operator]
-        body = tgi_body(rng.choice(PROMPTS), new_tokens, adapter)
+        body = tgi_body(prompts.choice(PROMPTS), new_tokens, adapter)
         sent = time.monotonic()
         previous = None
         async for now in token_times(client, url, body):
@@ -240,12 +242,15 @@ async def closed_loop(
 
     async def user(client: httpx.AsyncClient, seed: int) -> None:
         rng = random.Random(f"{window}/{attempt}/{seed}")
+        # Prompts from a generator of their own: picks draw from ``rng`` differently (one
+        # adapter draws nothing), and the baseline must still send the scenario's prompts.
+        prompts = random.Random(f"prompts/{window}/{attempt}/{seed}")
         # Starts spread over the warmup: users that all start together stay in step
         # (their requests are the same length), and the window would then measure
         # waves of prefills and drained batches instead of the steady state.
         await asyncio.sleep(warmup * seed / users)
         while time.monotonic() < end_at:
-            await one_request(client, rng)
+            await one_request(client, rng, prompts)
 
     async def watch_steal() -> None:
         await asyncio.sleep(max(0.0, start_at - time.monotonic()))
