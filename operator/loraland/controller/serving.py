@@ -125,6 +125,11 @@ def _probe(path: str, port: str, *, period: int, failures: int) -> Manifest:
     }
 
 
+#: Seconds a terminating server pod keeps serving before it gets SIGTERM (kubelet's sleep
+#: action: no binary needed in the image, whichever runtime it is).
+PRESTOP_SLEEP_SECONDS = 5
+
+
 def server_container(
     spec: AdapterDeploymentSpec, run: RuntimePlan, claims: Sequence[str]
 ) -> Manifest:
@@ -158,6 +163,10 @@ def server_container(
         "startupProbe": _probe(run.health_path, "http", period=10, failures=180),
         "readinessProbe": _probe(run.health_path, "http", period=5, failures=3),
         "livenessProbe": _probe(run.health_path, "http", period=10, failures=6),
+        # A terminating pod leaves the Service's endpoints, and then kube-proxy's rules, a
+        # moment after it gets SIGTERM; a server that stopped listening at once would
+        # refuse the connections still routed to it (a rollout's old pod did).
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
     }
     if run.command is not None:
         container["command"] = list(run.command)

@@ -56,6 +56,8 @@ def test_builtin_deployment(adep_spec: Any, adep_owner: Owner, config: OperatorC
     ]
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
         assert c[probe]["httpGet"] == {"path": "/health", "port": "http"}
+    # Keeps serving while its endpoint leaves kube-proxy's rules.
+    assert c["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}
     assert c["resources"]["limits"] == {"nvidia.com/gpu": "1"}
     volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
     assert volumes["adapters"] == {"name": "adapters", "configMap": {"name": "serve-adapters"}}
