@@ -26,7 +26,7 @@ from loraland.serving.lora.native import paged_lora_op
 from loraland.serving.lora.ops import PAGE
 from loraland.settings import Settings
 from loraland.storage import resolve
-from scale import BASE_URI, _shapes, zipf_weights  # beside this script
+from scale import BASE_URI, lora_module_shapes, zipf_weights  # beside this script
 
 
 def main() -> None:
@@ -45,7 +45,7 @@ def main() -> None:
     op = paged_lora_op(settings.kernels_dir, settings.native_kernels)
     if op is None:
         raise SystemExit("the native LoRA kernel did not build here (see the log above)")
-    layers, shapes = _shapes(resolve(BASE_URI, settings))
+    layers, shapes = lora_module_shapes(resolve(BASE_URI, settings))
     modules = [shape for _ in range(layers) for shape in shapes.values()]
     pools = [
         (torch.randn(args.adapters * d_in, PAGE) * 0.01, torch.randn(args.adapters * PAGE, d_out))

@@ -141,7 +141,8 @@ def cpu_times() -> tuple[int, int]:
 # -- adapters --------------------------------------------------------------------------
 
 
-def _shapes(base_dir: Path) -> tuple[int, dict[str, tuple[int, int]]]:
+def lora_module_shapes(base_dir: Path) -> tuple[int, dict[str, tuple[int, int]]]:
+    """The base model's layer count and (in, out) of q/k/v/o: what the adapters wrap."""
     config = json.loads((base_dir / "config.json").read_text())
     hidden = int(config["hidden_size"])
     heads = int(config["num_attention_heads"])
@@ -182,7 +183,7 @@ def write_adapter(out: Path, rank: int, layers: int, shapes: dict[str, tuple[int
 def make_adapters(base_dir: Path, root: Path, many: int, distinct: int) -> None:
     import torch
 
-    layers, shapes = _shapes(base_dir)
+    layers, shapes = lora_module_shapes(base_dir)
     torch.manual_seed(0)
     files = root / ".files"
     for i in range(distinct):
