@@ -63,6 +63,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from loraland.serving.openmp import wait_policy_defaults
 from loraland.serving.process import free_port, stop, wait_until_healthy
 from workload import (  # beside this script
     BASE_URI,
@@ -384,9 +385,9 @@ def main() -> None:
         help="scenario windows per comparison, each followed by a baseline window",
     )
     args = parser.parse_args()
-    # Both servers wait the same way at OpenMP barriers: loraland serve would choose
-    # passive waiting for itself (serving/openmp.py), the naive server would spin.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # Both servers wait the same way at OpenMP barriers: loraland serve's default (a
+    # short spin, then passive: serving/openmp.py); the naive server would spin long.
+    os.environ.update(wait_policy_defaults(os.environ))
 
     from loraland.settings import Settings
     from loraland.storage import resolve

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -176,3 +177,34 @@ def test_max_lora_quotes_what_the_budget_holds_of_the_resident_adapters(
         assert manager.lora_info().running == ("a", "b")
     finally:
         manager.close()
+
+
+def test_loads_run_torch_on_their_own_thread_alone(
+    tiny_llama: torch.nn.Module, tmp_path: Path
+) -> None:
+    """A load (and a reload after host eviction) runs torch with one thread, so it never
+    starts an OpenMP pool beside the engine's (serving/openmp.py), and the thread that
+    asked keeps its own count."""
+    model = tiny_llama
+    threads_seen: list[int] = []
+
+    def loader(name: str, path: Path, base: BaseModelShape, max_rank: int) -> LoadedAdapter:
+        threads_seen.append(torch.get_num_threads())
+        return load_adapter(name, path, base, max_rank)
+
+    caller_threads = torch.get_num_threads()
+    bank = LoraSlotBank(model, slots=1)
+    # One host place: loading "b" evicts "a" from the host tier, so pinning "a" again
+    # reads its files back (on asyncio's threads, not the load pool).
+    manager = tiny_manager(model, bank, ServingMetrics(), host_capacity=1, loader=loader)
+    try:
+        for seed, name in ((1, "a"), (2, "b")):
+            manager.add(name, str(write_adapter(tmp_path / name, model, seed)), "test").result(60)
+        asyncio.run(manager.pin("a"))
+        manager.unpin("a")
+    finally:
+        manager.close()
+    assert len(threads_seen) == 3  # a, b, and a read back
+    if sys.platform == "linux":  # libgomp, as torch's Linux wheels ship it
+        assert threads_seen == [1, 1, 1]
+    assert torch.get_num_threads() == caller_threads

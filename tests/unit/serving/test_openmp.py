@@ -1,19 +1,28 @@
-"""``loraland serve`` makes torch's OpenMP threads wait passively unless told otherwise."""
+"""``loraland serve`` makes torch's OpenMP threads spin briefly, then wait passively, unless
+told otherwise; threads other than the engine's run torch on themselves alone."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 
 import pytest
-from loraland.serving.openmp import apply_wait_policy, wait_policy_defaults
+from loraland.serving.openmp import (
+    SPIN_COUNT,
+    apply_wait_policy,
+    one_thread_here,
+    wait_policy_defaults,
+)
+
+DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": str(SPIN_COUNT)}
 
 
 @pytest.mark.parametrize(
     ("environ", "expected"),
     [
-        ({}, {"OMP_WAIT_POLICY": "PASSIVE"}),
-        ({"OMP_NUM_THREADS": "4"}, {"OMP_WAIT_POLICY": "PASSIVE"}),
+        ({}, DEFAULTS),
+        ({"OMP_NUM_THREADS": "4"}, DEFAULTS),
         ({"OMP_WAIT_POLICY": "ACTIVE"}, {}),  # the operator's choice stands
         ({"GOMP_SPINCOUNT": "10000"}, {}),
     ],
@@ -35,7 +44,7 @@ from loraland.serving.openmp import apply_wait_policy
 os.environ.pop("OMP_WAIT_POLICY", None)
 os.environ.pop("GOMP_SPINCOUNT", None)
 assert "torch" not in sys.modules
-print(apply_wait_policy(), os.environ["OMP_WAIT_POLICY"])
+print(apply_wait_policy(), os.environ["OMP_WAIT_POLICY"], os.environ["GOMP_SPINCOUNT"])
 """
 
 
@@ -45,7 +54,7 @@ def test_applied_before_torch_loads() -> None:
         [sys.executable, "-c", _CHILD], capture_output=True, text=True, timeout=50, check=False
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["True", "PASSIVE"]
+    assert result.stdout.split() == ["True", "PASSIVE", str(SPIN_COUNT)]
 
 
 @pytest.mark.timeout(60)
@@ -58,3 +67,24 @@ def test_the_serve_command_applies_it_before_importing_torch() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_one_thread_here_leaves_other_threads_their_count() -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    seen: dict[str, object] = {}
+
+    def load() -> None:
+        seen["limited"] = one_thread_here()
+        torch.ones(1 << 20).mul_(2)  # big enough for a parallel region, were there threads
+        seen["threads"] = torch.get_num_threads()
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    thread.join()
+    # torch's wheels for Linux ship libgomp; elsewhere the call says it did nothing.
+    assert seen["threads"] == (1 if seen["limited"] else before)
+    if sys.platform == "linux":
+        assert seen["limited"] is True
+    assert torch.get_num_threads() == before

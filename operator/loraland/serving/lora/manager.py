@@ -37,6 +37,7 @@ from loraland.serving.lora.registry import (
     Tier,
     UnknownAdapter,
 )
+from loraland.serving.openmp import one_thread_here
 from loraland.serving.telemetry import AdapterRow, LoraInfo, ServingMetrics
 from loraland.settings import Settings
 from loraland.storage import StorageError, resolve
@@ -240,9 +241,7 @@ class AdapterManager:
     def _load(self, name: str, uri: str, generation: int) -> AdapterView:
         try:
             path = resolve(uri, self.settings)
-            begin = time.perf_counter()
-            adapter = self.loader(name, path, self.base, self.max_rank)
-            self.metrics.adapter_load_time.labels(tier="host").observe(time.perf_counter() - begin)
+            adapter = self._read(name, path)
             card = read_card(path)
         except (StorageError, AdapterLoadError) as exc:
             self._failed(name, generation, str(exc))
@@ -265,6 +264,16 @@ class AdapterManager:
             raise NotFound(f"adapter '{name}' was removed while loading")
         return view
 
+    def _read(self, name: str, path: Path) -> LoadedAdapter:
+        """Read ``name``'s files into a host copy, on the calling (load) thread."""
+        # Torch on this thread alone: a second OpenMP pool would stop the engine's
+        # threads spinning between parallel regions (see serving/openmp.py).
+        one_thread_here()
+        begin = time.perf_counter()
+        adapter = self.loader(name, path, self.base, self.max_rank)
+        self.metrics.adapter_load_time.labels(tier="host").observe(time.perf_counter() - begin)
+        return adapter
+
     def _failed(self, name: str, generation: int, message: str) -> None:
         log.warning("adapter %s failed to load: %s", name, message)
         self.registry.mark_failed(name, generation, message)
@@ -275,9 +284,7 @@ class AdapterManager:
         if path is None:
             raise GenerationFailed(f"adapter '{name}' has no files to reload")
         try:
-            begin = time.perf_counter()
-            adapter = self.loader(name, path, self.base, self.max_rank)
-            self.metrics.adapter_load_time.labels(tier="host").observe(time.perf_counter() - begin)
+            adapter = self._read(name, path)
         except AdapterLoadError as exc:
             raise GenerationFailed(f"adapter '{name}' cannot be reloaded: {exc}") from None
         with self._lock:
