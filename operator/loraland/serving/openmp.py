@@ -8,8 +8,8 @@ the embedded model took 160 ms passive against 123 spinning), while a long spin 
 the time slice a descheduled sibling needs where other work shares the cores (with
 libgomp's default, a 4-token request took 2.3-8.8 s on that machine under a test run,
 against 0.65-1.4 s passive). ``loraland serve`` therefore waits passively after a short
-spin: ``OMP_WAIT_POLICY=PASSIVE`` with ``GOMP_SPINCOUNT=10000`` (about 0.1-0.5 ms) took
-116 ms a step idle, and with two busy processes on the two cores 372 ms against 374
+spin: ``OMP_WAIT_POLICY=PASSIVE`` with ``GOMP_SPINCOUNT=10000`` (0.1 ms by libgomp's
+estimate) took 116 ms a step idle, and with two busy processes on the two cores 372 ms against 374
 passive (1.90 s against 1.96 at nice 10). Under ``PASSIVE`` libgomp drops the spin
 whenever it runs more threads than there are CPUs, so a thread that is not the engine's
 runs torch with one thread (:func:`one_thread_here`). libgomp reads these variables
@@ -29,7 +29,7 @@ from collections.abc import Mapping, MutableMapping
 #: Variables by which an operator has already chosen how OpenMP threads wait.
 CHOSEN_BY = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
-#: Spin iterations before a waiting thread sleeps (libgomp counts about 100 a microsecond).
+#: Spin iterations before a waiting thread sleeps (libgomp estimates 100 a microsecond).
 SPIN_COUNT = 10_000
 
 
