@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from loraland.serving.openmp import wait_policy_defaults
 from loraland.serving.process import free_port, stop, wait_until_healthy
+from loraland.serving.torch_defaults import serve_defaults
 from workload import BASE_URI, PROMPTS, tgi_body, token_times  # beside this script
 
 HERE = Path(__file__).resolve().parent
@@ -166,9 +166,10 @@ def main() -> None:
         help="torch threads for both servers and the bare forward pass (default: torch's)",
     )
     args = parser.parse_args()
-    # Both servers wait the same way at OpenMP barriers: loraland serve's default (a
-    # short spin, then passive: serving/openmp.py); the naive server would spin long.
-    os.environ.update(wait_policy_defaults(os.environ))
+    # Both servers run torch as loraland serve does (a short spin, then passive waits at
+    # OpenMP barriers; huge pages: serving/torch_defaults.py): the naive server would
+    # spin long.
+    os.environ.update(serve_defaults(os.environ))
 
     from loraland.settings import Settings
     from loraland.storage import resolve

@@ -63,8 +63,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from loraland.serving.openmp import wait_policy_defaults
 from loraland.serving.process import free_port, stop, wait_until_healthy
+from loraland.serving.torch_defaults import serve_defaults
 from workload import (  # beside this script
     BASE_URI,
     PROMPTS,
@@ -385,9 +385,10 @@ def main() -> None:
         help="scenario windows per comparison, each followed by a baseline window",
     )
     args = parser.parse_args()
-    # Both servers wait the same way at OpenMP barriers: loraland serve's default (a
-    # short spin, then passive: serving/openmp.py); the naive server would spin long.
-    os.environ.update(wait_policy_defaults(os.environ))
+    # Both servers run torch as loraland serve does (a short spin, then passive waits at
+    # OpenMP barriers; huge pages: serving/torch_defaults.py): the naive server would
+    # spin long.
+    os.environ.update(serve_defaults(os.environ))
 
     from loraland.settings import Settings
     from loraland.storage import resolve

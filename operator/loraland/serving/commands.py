@@ -66,9 +66,9 @@ def serve(
     max_lora_rank: Annotated[int | None, typer.Option("--max-lora-rank")] = None,
 ) -> None:
     """Serve a base model and many LoRA adapters (TGI/LoRAX, OpenAI, gRPC, metrics)."""
-    from loraland.serving.openmp import apply_wait_policy
+    from loraland.serving.torch_defaults import apply_serve_defaults
 
-    apply_wait_policy()  # before anything imports torch (see serving/openmp.py)
+    apply_serve_defaults()  # before anything imports torch (see serving/torch_defaults.py)
     from loraland.serving.config import ServerConfig
     from loraland.serving.server import Server
 

@@ -13,9 +13,9 @@ estimate) took 116 ms a step idle, and with two busy processes on the two cores 
 passive (1.90 s against 1.96 at nice 10). Under ``PASSIVE`` libgomp drops the spin
 whenever it runs more threads than there are CPUs, so a thread that is not the engine's
 runs torch with one thread (:func:`one_thread_here`). libgomp reads these variables
-once, when torch is first imported, so :func:`apply_wait_policy` runs before that and
-does nothing after it; an operator who set ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``
-keeps that choice.
+once, when torch is first imported, so ``loraland serve`` sets them before that
+(:mod:`loraland.serving.torch_defaults`); an operator who set ``OMP_WAIT_POLICY`` or
+``GOMP_SPINCOUNT`` keeps that choice.
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-import sys
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
 
 #: Variables by which an operator has already chosen how OpenMP threads wait.
 CHOSEN_BY = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
@@ -39,17 +38,6 @@ def wait_policy_defaults(environ: Mapping[str, str]) -> dict[str, str]:
     if any(name in environ for name in CHOSEN_BY):
         return {}
     return {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": str(SPIN_COUNT)}
-
-
-def apply_wait_policy(environ: MutableMapping[str, str] | None = None) -> bool:
-    """Set the default policy in this process's environment; False when it is too late
-    (torch already loaded) or the operator chose one."""
-    if "torch" in sys.modules:
-        return False
-    target = os.environ if environ is None else environ
-    extra = wait_policy_defaults(target)
-    target.update(extra)
-    return bool(extra)
 
 
 def one_thread_here() -> bool:
