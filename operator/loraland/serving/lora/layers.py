@@ -13,13 +13,14 @@ padding to a common rank and no fragmentation (S-LoRA's unified paging). With a 
 budget (``max_bytes`` over the wrapped modules, which the registry keeps by charging each
 adapter for its own modules: see :func:`adapter_device_bytes`) the pools take all of it
 the first time an adapter needs pages, left untouched: on CPU the OS maps memory only as
-pages are first written, so an idle budget costs nothing, and the engine thread never
-stops to copy every pool into a bigger one (growing by doubling did: up to 530 ms at a
-time on the embedded model, 1.1 s over its first 300 adapters; the first write of each
-page now pays its page faults instead, about 3 ms a rank-8 adapter). Without a budget
-they grow by doubling up to ``max_rows`` (a hard cap, in rank rows). Modules are wrapped
-the first time an adapter targets them. Only the engine thread writes weights and sets
-rows; :meth:`LoraSlotBank.free` may come from any thread.
+pages are first written, so an idle budget costs nothing (with ``loraland serve``'s huge
+pages, 2 MiB of each pool at a time: see ``serving/torch_defaults.py``), and the engine
+thread never stops to copy every pool into a bigger one (growing by doubling did: up to
+530 ms at a time on the embedded model, 1.1 s over its first 300 adapters; the first
+write of each page now pays its page faults instead, about 3 ms a rank-8 adapter with
+4 KiB pages). Without a budget they grow by doubling up to ``max_rows`` (a hard cap, in
+rank rows). Modules are wrapped the first time an adapter targets them. Only the engine
+thread writes weights and sets rows; :meth:`LoraSlotBank.free` may come from any thread.
 
 Per decode step :meth:`LoraSlotBank.set_rows` picks the cheaper form from a cost model
 (see :data:`SEGMENT_COST`): the stacked GEMMs while few adapters share the batch, the
