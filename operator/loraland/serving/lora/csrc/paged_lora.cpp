@@ -38,7 +38,15 @@ inline void prefetch(const float* begin, int64_t floats) {
 // time while the current page computes: in a batch on many adapters the pages come from
 // memory, and issuing all of a page's lines at once (or only one per 512 bytes) left the
 // kernel waiting on them (32 rows on 40 adapters of ranks 4-64, 120 modules of the
-// embedded model: 26.6 ms a step with whole-page prefetches, 23.1 spread).
+// embedded model: 26.6 ms a step with whole-page prefetches, 23.1 spread). The lines go
+// to L2, not L1 (locality 2, prefetcht1): a page and the next are 37-60 KB, more than a
+// 32 KB L1 holds, so prefetching into L1 evicted lines of the page being read. On the
+// same step through benchmarks/serving/lora_step.py --mixed: 32 rows on distinct rank-8
+// adapters 5.60 ms -> 4.13, on ranks 4-64 15.9 -> 10.8 (pages scattered), 13.3 -> 10.2
+// (each adapter's pages one run); locality 1 measured the same, 0 (non-temporal) and
+// looking two pages ahead no better.
+constexpr int kLookaheadLocality = 2;
+
 struct Lookahead {
   const char* a = nullptr;
   int64_t a_bytes = 0;
@@ -49,9 +57,9 @@ struct Lookahead {
   void issue(int64_t lines) {
     for (int64_t i = 0; i < lines && a != nullptr; ++i, next += 64) {
       if (next < a_bytes)
-        __builtin_prefetch(a + next);
+        __builtin_prefetch(a + next, 0, kLookaheadLocality);
       else if (next - a_bytes < b_bytes)
-        __builtin_prefetch(b + (next - a_bytes));
+        __builtin_prefetch(b + (next - a_bytes), 0, kLookaheadLocality);
       else
         a = nullptr;
     }
