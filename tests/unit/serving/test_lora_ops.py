@@ -373,6 +373,31 @@ def test_bank_frees_and_reuses_pages_within_its_budget() -> None:
     torch.testing.assert_close(model(x), expected(model, x, narrow))  # type: ignore[arg-type]
 
 
+def test_a_multi_page_adapter_gets_a_run_and_the_adapters_moved_for_it_still_compute(
+    native_lora_op: PagedLoraOp,
+) -> None:
+    model = Tiny()
+    bank = LoraSlotBank(model, slots=8, max_rows=8 * PAGE, native=native_lora_op)
+    singles = {s: adapter(f"s{s}", 8, {"q_proj": (8, 6), "v_proj": (8, 4)}, s) for s in range(1, 8)}
+    for slot, a in singles.items():
+        bank.write(slot, a)
+    for slot in (2, 4, 6):  # single holes between the survivors: no two free pages meet
+        bank.free(slot)
+        del singles[slot]
+    wide = adapter("wide", 24, {"q_proj": (8, 6)}, seed=9)  # three pages
+    bank.write(2, wide)
+    pages = bank._pages_of[2]
+    assert pages == list(range(pages[0], pages[0] + 3))
+    slots = [2, *singles]
+    x = torch.randn(len(slots), 1, 8)
+    for decode in (True, False):
+        bank.set_rows(slots, decode=decode)
+        got = model(x)
+        for row, slot in enumerate(slots):
+            want = expected(model, x[row : row + 1], wide if slot == 2 else singles[slot])
+            torch.testing.assert_close(got[row : row + 1], want)  # type: ignore[arg-type]
+
+
 def test_a_module_wrapped_later_adds_nothing_for_the_adapters_already_resident() -> None:
     model = Tiny()
     bank = LoraSlotBank(model, slots=2)

@@ -8,8 +8,10 @@ KV cache and masks work as they always do.
 
 :class:`LoraSlotBank` owns the wrappers and the page pools. An adapter of rank ``r`` in
 slot ``s`` owns ``ceil(r / PAGE)`` pages of every wrapper's pool (zero rank rows where it
-does not target that module, or has a smaller rank there), wherever free pages are: no
-padding to a common rank and no fragmentation (S-LoRA's unified paging). With a memory
+does not target that module, or has a smaller rank there): no padding to a common rank
+and no fragmentation (S-LoRA's unified paging). :class:`~loraland.serving.lora.pages.PagePool`
+places them, one run of consecutive pages where it can, which the decode kernel reads
+as a stream. With a memory
 budget (``max_bytes`` over the wrapped modules, which the registry keeps by charging each
 adapter for its own modules: see :func:`adapter_device_bytes`) the pools take all of it
 the first time an adapter needs pages, left untouched: on CPU the OS maps memory only as
@@ -55,6 +57,7 @@ from loraland.serving.lora.ops import (
     pages_for,
     stacked_weights,
 )
+from loraland.serving.lora.pages import PagePool
 
 #: Cost of one rank row in the segmented decode form, relative to one (row, rank-row)
 #: entry of the stacked form's dense GEMMs. ``benchmarks/serving/lora_ops.py`` measures
@@ -247,6 +250,15 @@ class BatchedLoraLinear(nn.Module):
             else:
                 zeros += (self._a_by_page[page], self._b_by_page[page])
 
+    def page_moves(
+        self, moves: list[tuple[int, int]], copies: tuple[list[torch.Tensor], list[torch.Tensor]]
+    ) -> None:
+        """Appends (destination, source) page views that move pages ``(from, to)``."""
+        destinations, sources = copies
+        for old, new in moves:
+            destinations += (self._a_by_page[new], self._b_by_page[new])
+            sources += (self._a_by_page[old], self._b_by_page[old])
+
     def zero_pages(self, pages: list[int]) -> None:
         if pages:
             torch._foreach_zero_(
@@ -344,8 +356,7 @@ class LoraSlotBank:
         self.context.native = self.native
         self.context.gathered_decode = device.type != "cpu"
         self._pages_of: dict[int, list[int]] = {}
-        self._capacity = 1  # page 0: the zero page every padding points at
-        self._free_pages: list[int] = []
+        self._pool = PagePool()
         #: Bumped whenever pages change hands or contents, so gathered weights go stale.
         self._version = 0
         self._lock = threading.Lock()
@@ -378,38 +389,54 @@ class LoraSlotBank:
             return PAGE * sum(len(p) for p in self._pages_of.values())
 
     def _allocate(self, count: int) -> list[int]:
-        with self._lock:
-            short = count - len(self._free_pages)
-            if short > 0:
-                if self.max_bytes is not None:
-                    # All the budget at once (see the module docstring); what the registry
-                    # admitted (page count) always gets its pages, though.
-                    fits = self.max_bytes // self._wrapped_page_bytes() + 1
-                    grown = max(fits, self._capacity + short)
-                else:
-                    grown = max(self._capacity * 2, self._capacity + short, _MIN_PAGES)
-                if self.max_rows is not None:
-                    grown = min(grown, self.max_rows // PAGE + 1)
-                if grown - self._capacity < short:
-                    in_use = PAGE * (self._capacity - 1 - len(self._free_pages))
-                    raise ValueError(
-                        f"no room for {count * PAGE} rank rows: {self.max_rows} rows "
-                        f"budgeted, {in_use} in use"
-                    )
-                self._free_pages.extend(range(grown - 1, self._capacity - 1, -1))
-                self._capacity = grown
-                for wrapper in self.wrappers.values():
-                    wrapper.grow(grown)
-            taken = self._free_pages[-count:] if count else []
-            del self._free_pages[len(self._free_pages) - count :]
-            return taken
+        """``count`` pages for one adapter, one run where :class:`PagePool` can make one
+        (moving single-page adapters out of the way: call with the lock held)."""
+        pool = self._pool
+        short = count - pool.free_count
+        if short > 0:
+            if self.max_bytes is not None:
+                # All the budget at once (see the module docstring); what the registry
+                # admitted (page count) always gets its pages, though.
+                fits = self.max_bytes // self._wrapped_page_bytes() + 1
+                grown = max(fits, pool.capacity + short)
+            else:
+                grown = max(pool.capacity * 2, pool.capacity + short, _MIN_PAGES)
+            if self.max_rows is not None:
+                grown = min(grown, self.max_rows // PAGE + 1)
+            if grown - pool.capacity < short:
+                in_use = PAGE * (pool.capacity - 1 - pool.free_count)
+                raise ValueError(
+                    f"no room for {count * PAGE} rank rows: {self.max_rows} rows "
+                    f"budgeted, {in_use} in use"
+                )
+            pool.extend(grown)
+            for wrapper in self.wrappers.values():
+                wrapper.grow(grown)
+        singles: dict[int, int] = {}  # page -> slot of the adapters that may move
+        if count > 1:
+            singles = {own[0]: slot for slot, own in self._pages_of.items() if len(own) == 1}
+        taken = pool.take(count, frozenset(singles))
+        if taken.moves:
+            self._move_pages(taken.moves, singles)
+        return taken.pages
+
+    def _move_pages(self, moves: list[tuple[int, int]], owner_of: dict[int, int]) -> None:
+        """Copy each moved page's contents in every wrapper and give its owner the new page."""
+        destinations: list[torch.Tensor] = []
+        sources: list[torch.Tensor] = []
+        for wrapper in self.wrappers.values():
+            wrapper.page_moves(moves, (destinations, sources))
+        torch._foreach_copy_(destinations, sources)
+        for old, new in moves:
+            self._pages_of[owner_of[old]] = [new]
+        self._version += 1
 
     def free(self, slot: int) -> None:
         """Give ``slot``'s pages back (its adapter left the device tier)."""
         with self._lock:
             pages = self._pages_of.pop(slot, None)
             if pages:
-                self._free_pages.extend(pages)
+                self._pool.release(pages)
             if 0 <= slot < len(self.ranks):
                 self.ranks[slot] = 0
             self._version += 1
@@ -426,7 +453,8 @@ class LoraSlotBank:
             self._wrap(module)
         self.free(slot)
         rank = adapter.max_rank
-        pages = self._allocate(pages_for(rank))
+        with self._lock:
+            pages = self._allocate(pages_for(rank))
         destinations: list[torch.Tensor] = []
         sources: list[torch.Tensor] = []
         zeros: list[torch.Tensor] = []
@@ -526,7 +554,7 @@ class LoraSlotBank:
         if not isinstance(base, nn.Linear):
             raise TypeError(f"{name} is {type(base).__name__}, not nn.Linear")
         with self._lock:
-            wrapper = BatchedLoraLinear(base, self.context, self._capacity)
+            wrapper = BatchedLoraLinear(base, self.context, self._pool.capacity)
             # The resident adapters do not target this module: their pages here are zero.
             wrapper.zero_pages([page for own in self._pages_of.values() for page in own])
         setattr(parent, child, wrapper)
