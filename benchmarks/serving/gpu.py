@@ -143,7 +143,7 @@ class Harness:
         from loraland.serving.config import ServerConfig
         from loraland.serving.engine.batch import ModelRunner
         from loraland.serving.engine.loop import Engine, EngineLimits, TokenizerInfo
-        from loraland.serving.lora.layers import LoraSlotBank
+        from loraland.serving.lora.bank import LoraSlotBank
         from loraland.serving.lora.loading import BaseModelShape
         from loraland.serving.lora.manager import AdapterManager
         from loraland.serving.memory import read_available

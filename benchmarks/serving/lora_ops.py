@@ -27,7 +27,7 @@ from collections.abc import Callable
 from functools import partial
 
 import torch
-from loraland.serving.lora.layers import (
+from loraland.serving.lora.bank import (
     GATHERED_SEGMENT_COST,
     NATIVE_SEGMENT_COST,
     SEGMENT_COST,

@@ -15,7 +15,7 @@ from loraland.serving.config import ServerConfig
 from loraland.serving.engine.batch import ModelRunner
 from loraland.serving.engine.loop import Engine, EngineLimits, TokenizerInfo
 from loraland.serving.engine.scheduler import PrefillPolicy
-from loraland.serving.lora.layers import LoraSlotBank, RowBytes
+from loraland.serving.lora.bank import LoraSlotBank, RowBytes
 from loraland.serving.lora.loading import BaseModelShape
 from loraland.serving.lora.manager import AdapterManager
 from loraland.serving.lora.native import paged_lora_op

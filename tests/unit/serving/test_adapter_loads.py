@@ -16,7 +16,7 @@ import torch
 from loraland.serving.engine.batch import ModelRunner
 from loraland.serving.engine.loop import Engine, EngineLimits, TokenizerInfo
 from loraland.serving.engine.request import EngineEvent, GenerationRequest
-from loraland.serving.lora.layers import LoraSlotBank, adapter_device_bytes
+from loraland.serving.lora.bank import LoraSlotBank, adapter_device_bytes
 from loraland.serving.lora.loading import BaseModelShape, LoadedAdapter, load_adapter
 from loraland.serving.lora.manager import AdapterManager
 from loraland.serving.params import SamplingParams

@@ -8,7 +8,7 @@ import pytest
 import torch
 from loraland.serving.config import ServerConfig
 from loraland.serving.errors import ServerConfigError
-from loraland.serving.lora.layers import RowBytes, adapter_device_bytes
+from loraland.serving.lora.bank import RowBytes, adapter_device_bytes
 from loraland.serving.lora.loading import LoadedAdapter, ModuleWeights
 from loraland.serving.runtime import cpu_device_budget, host_tier_budget, size_adapter_tiers
 

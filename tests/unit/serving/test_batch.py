@@ -11,7 +11,7 @@ import torch
 from loraland.serving.engine.batch import Batch, ModelRunner
 from loraland.serving.engine.request import RequestState
 from loraland.serving.engine.sampling import RowSampler
-from loraland.serving.lora.layers import LoraSlotBank
+from loraland.serving.lora.bank import LoraSlotBank
 
 Greedy = Callable[[torch.nn.Module, list[int], int], list[int]]
 MakeState = Callable[[str, list[int]], RequestState]

@@ -12,7 +12,7 @@ from loraland.serving.engine.batch import Batch, ModelRunner
 from loraland.serving.engine.loop import Engine, EngineLimits, TokenizerInfo
 from loraland.serving.engine.request import EngineEvent, GenerationRequest, RequestState
 from loraland.serving.engine.sampling import RowSampler
-from loraland.serving.lora.layers import LoraSlotBank
+from loraland.serving.lora.bank import LoraSlotBank
 from loraland.serving.params import SamplingParams
 
 GreedyAlone = Callable[[torch.nn.Module, list[int], int], list[int]]

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 import torch
+from loraland.serving.lora import bank as bank_module
 from loraland.serving.lora import layers
-from loraland.serving.lora.layers import LoraSlotBank, choose_stacked
+from loraland.serving.lora.bank import LoraSlotBank, choose_stacked
 from loraland.serving.lora.loading import LoadedAdapter, ModuleWeights
 from loraland.serving.lora.native import PagedLoraOp
 from loraland.serving.lora.ops import (
@@ -266,10 +267,10 @@ def test_cost_model_stacks_few_adapters_and_segments_many() -> None:
     # Mixed ranks: the segmented form's work is the sum of the rows' own ranks.
     assert not choose_stacked(rows=32, distinct_rank_sum=8 * 92, rank_sum=8 * 92)
     # The native kernel segments from fewer distinct adapters.
-    native = layers.NATIVE_SEGMENT_COST
+    native = bank_module.NATIVE_SEGMENT_COST
     assert choose_stacked(rows=32, distinct_rank_sum=8, rank_sum=32 * 8, segment_cost=native)
     # On a GPU, stacking holds through 32 distinct adapters (mixed ranks too) in 32 rows.
-    gpu = layers.GATHERED_SEGMENT_COST
+    gpu = bank_module.GATHERED_SEGMENT_COST
     assert choose_stacked(rows=32, distinct_rank_sum=32 * 8, rank_sum=32 * 8, segment_cost=gpu)
     mixed = 8 * (4 + 8 + 16 + 64)
     assert choose_stacked(rows=32, distinct_rank_sum=mixed, rank_sum=mixed, segment_cost=gpu)
@@ -304,8 +305,8 @@ def test_bank_mixed_ranks_every_form(
     monkeypatch.setattr(layers, "add_gathered_lora", counted_gather)
     # The torch forms segment every decode step here, so the bags and the gathered pages
     # both run (at the engine's cost, six rows over these ranks would stack).
-    monkeypatch.setattr(layers, "SEGMENT_COST", 0.5)
-    monkeypatch.setattr(layers, "GATHERED_SEGMENT_COST", 0.5)
+    monkeypatch.setattr(bank_module, "SEGMENT_COST", 0.5)
+    monkeypatch.setattr(bank_module, "GATHERED_SEGMENT_COST", 0.5)
     bank = LoraSlotBank(model, slots=6, native=op)
     # What a model on a GPU sets: decode's segmented form gathers pages.
     bank.context.gathered_decode = form == "gathered"

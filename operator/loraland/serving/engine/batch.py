@@ -22,7 +22,7 @@ from torch import nn
 from loraland.serving.engine.kv import SlabCache
 from loraland.serving.engine.request import RequestState
 from loraland.serving.engine.sampling import RowSampler
-from loraland.serving.lora.layers import LoraSlotBank
+from loraland.serving.lora.bank import LoraSlotBank
 
 
 @dataclass

@@ -20,8 +20,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from loraland.serving.errors import GenerationFailed, InvalidRequest, NotFound
+from loraland.serving.lora.bank import LoraSlotBank, adapter_device_bytes
 from loraland.serving.lora.card import AdapterCard, read_card
-from loraland.serving.lora.layers import LoraSlotBank, adapter_device_bytes
 from loraland.serving.lora.loading import (
     AdapterLoadError,
     BaseModelShape,

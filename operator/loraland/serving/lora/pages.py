@@ -17,7 +17,7 @@ of them. ``benchmarks/serving/lora_step.py --mixed`` measures both placements.
   outside it (:class:`Compaction`: the caller copies them, a few page copies at load
   time for every later step's contiguous read); failing that, the lowest free pages.
 
-Pure bookkeeping over page numbers: :class:`~loraland.serving.lora.layers.LoraSlotBank`
+Pure bookkeeping over page numbers: :class:`~loraland.serving.lora.bank.LoraSlotBank`
 does the copies and holds the lock.
 """
 

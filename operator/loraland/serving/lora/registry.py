@@ -3,7 +3,7 @@
 Three tiers, as in vLLM's LoRA manager:
 
 - **device**: the adapter's A/B weights sit in one of ``device_slots`` slots of the
-  paged pools the batched LoRA ops read (see serving/lora/layers.py);
+  paged pools the batched LoRA ops read (see serving/lora/bank.py);
 - **host**: its tensors are in host memory, ready to be copied into a slot;
 - **disk**: only its files are known; using it means reading them again.
 
