@@ -88,10 +88,13 @@ class PagePool:
             del self._free[:count]
             return Compaction(pages, [])
         window = range(start, start + count)
-        occupied = [page for page in window if not self._is_free(page)]
+        occupied = []
         for page in window:
-            if self._is_free(page):
-                self._remove(page)
+            i = bisect.bisect_left(self._free, page)
+            if i < len(self._free) and self._free[i] == page:
+                del self._free[i]
+            else:
+                occupied.append(page)
         destinations = self._free[: len(occupied)]  # the lowest free pages outside it
         del self._free[: len(occupied)]
         return Compaction(list(window), list(zip(occupied, destinations, strict=True)))
@@ -115,10 +118,3 @@ class PagePool:
             if start >= blocked_until and (best is None or moves < best[0]):
                 best = (moves, start)
         return None if best is None else best[1]
-
-    def _is_free(self, page: int) -> bool:
-        i = bisect.bisect_left(self._free, page)
-        return i < len(self._free) and self._free[i] == page
-
-    def _remove(self, page: int) -> None:
-        del self._free[bisect.bisect_left(self._free, page)]

@@ -39,12 +39,12 @@ inline void prefetch(const float* begin, int64_t floats) {
 // memory, and issuing all of a page's lines at once (or only one per 512 bytes) left the
 // kernel waiting on them (32 rows on 40 adapters of ranks 4-64, 120 modules of the
 // embedded model: 26.6 ms a step with whole-page prefetches, 23.1 spread). The lines go
-// to L2, not L1 (locality 2, prefetcht1): a page and the next are 37-60 KB, more than a
-// 32 KB L1 holds, so prefetching into L1 evicted lines of the page being read. On the
-// same step through benchmarks/serving/lora_step.py --mixed: 32 rows on distinct rank-8
-// adapters 5.60 ms -> 4.13, on ranks 4-64 15.9 -> 10.8 (pages scattered), 13.3 -> 10.2
-// (each adapter's pages one run); locality 1 measured the same, 0 (non-temporal) and
-// looking two pages ahead no better.
+// to L2, not L1 (locality 2, prefetcht1): a 576-wide page is 24-37 KB, so it and the
+// next overflow a 32 KB L1, and prefetching into L1 evicted lines of the page being
+// read. benchmarks/serving/lora_step.py --mixed before and after: every row on its own
+// rank-8 adapter 6.54 ms a step -> 4.65, 40 adapters of ranks 4-64 16.72 -> 11.24
+// (pages scattered) and 12.92 -> 10.55 (each adapter's pages one run); locality 1
+// measured the same, 0 (non-temporal) and looking two pages ahead no better.
 constexpr int kLookaheadLocality = 2;
 
 struct Lookahead {
